@@ -1,0 +1,100 @@
+"""Server configuration: one pydantic-settings object read from ``STEPAUDIO_RT_*`` variables and CLI flags.
+
+Defaults work on a laptop (CPU, loopback, the bundled demo checkpoint). Every knob the realtime server
+uses lives here so operators have one place to look.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ReasoningEffort = Literal["minimal", "low", "medium", "high", "xhigh"]
+
+# Bundled demo checkpoint (a separate issue builds it); ``model_path=None`` means "serve this one".
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "demo_checkpoint"
+
+# Think-token budgets per ``reasoning.effort``. ``minimal`` skips thinking entirely (empty think block);
+# the others cap the reasoning so a spoken reply starts in bounded time. Real R1 reasons for 1.5-3k tokens.
+DEFAULT_EFFORT_BUDGETS: dict[str, int] = {"minimal": 0, "low": 256, "medium": 1024, "high": 4096, "xhigh": 16384}
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot work (e.g. no checkpoint to serve)."""
+
+
+class Settings(BaseSettings):
+    """Everything the realtime server needs to start. Env prefix ``STEPAUDIO_RT_``."""
+
+    model_config = SettingsConfigDict(env_prefix="STEPAUDIO_RT_", extra="ignore")
+
+    # --- network ---
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Empty list = auth off. Comma separated in the environment: STEPAUDIO_RT_API_KEYS=k1,k2
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "info"
+
+    # --- model ---
+    model_path: Path | None = None  # None = bundled demo checkpoint
+    model_name: str = "step-audio-r1"  # the id /v1/models reports and sessions echo
+    device: str = "cpu"
+    dtype: str | None = None  # None = the checkpoint's / engine's default
+    max_context_tokens: int = Field(4096, ge=256)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+
+    # --- limits ---
+    max_sessions: int = Field(32, ge=1)
+    max_event_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # 15 MiB audio append + JSON overhead
+    max_input_buffer_seconds: float = Field(300.0, gt=0)  # uncommitted audio kept per session
+    max_output_tokens: int = Field(4096, ge=1)  # server cap; "inf" from clients means this
+
+    # --- reasoning ---
+    default_reasoning_effort: ReasoningEffort = "medium"
+    effort_budgets: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_EFFORT_BUDGETS))
+
+    # --- audio pipeline ---
+    tts_backend: str = "piper"
+    tts_voice: str | None = None  # None = the backend's default voice
+    listen_chunk_seconds: float = Field(2.0, gt=0.2, le=25.0)  # listen-while-thinking chunk length
+    min_commit_ms: int = Field(100, ge=0)  # commits with less audio get input_audio_buffer_commit_empty
+    audio_chunk_ms: int = Field(100, ge=10, le=100)  # max duration of one output audio delta
+    barge_in_min_speech_ms: int = Field(0, ge=0)  # debounce before a VAD barge-in cancels a response
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("effort_budgets")
+    @classmethod
+    def _check_budgets(cls, value: dict[str, int]) -> dict[str, int]:
+        missing = set(DEFAULT_EFFORT_BUDGETS) - set(value)
+        if missing:
+            raise ValueError(f"effort_budgets lacks efforts {sorted(missing)}")
+        if any(v < 0 for v in value.values()):
+            raise ValueError("effort_budgets values must be >= 0")
+        return value
+
+    def resolved_model_path(self) -> Path:
+        """The checkpoint directory to serve, or a clear error when there is none."""
+        path = self.model_path if self.model_path is not None else DEMO_CHECKPOINT
+        if not (path / "config.json").is_file():
+            if self.model_path is None:
+                raise SettingsError(
+                    f"no model given and the bundled demo checkpoint is missing ({path}); "
+                    "pass --model PATH (a checkpoint directory in the official layout)"
+                )
+            raise SettingsError(f"model path {path} is not a checkpoint directory (no config.json)")
+        return path
+
+    def think_budget(self, effort: str | None) -> int:
+        """Think-token budget for a ``reasoning.effort`` (``None`` = the server default)."""
+        return self.effort_budgets[effort or self.default_reasoning_effort]

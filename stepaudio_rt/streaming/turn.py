@@ -1,0 +1,133 @@
+"""Listen-while-thinking: prefill a user turn chunk by chunk while the user is still speaking.
+
+While speech arrives, every ``chunk_seconds`` of 16 kHz audio is encoded and appended to a private fork of
+the conversation prefix by a background worker (``engine.append_audio``), so at end of turn only the
+remainder is left to encode. :meth:`ListeningTurn.finish` flushes the remainder, closes the turn with
+``<|EOT|>`` and hands back a context that ends exactly with the rendered user turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from stepaudio_rt.model.audio_frontend import MAX_CHUNK_SECONDS, SAMPLE_RATE
+from stepaudio_rt.model.engine import Context
+from stepaudio_rt.model.prompt import END_OF_TURN, USER_PREFIX
+from stepaudio_rt.streaming.conversation import AudioPart, Conversation, Turn
+
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class FinishStats:
+    """What was left to do at end of turn (the listen-while-thinking payoff)."""
+
+    chunks_before_end: int  # chunks already encoded (or queued) while the user spoke
+    tail_seconds: float  # audio left to encode at end of turn
+    finish_seconds: float  # wall time of finish(): wait for the worker + encode the tail + <|EOT|>
+    adopted: bool = False  # set by the caller: whether the context became the conversation prefix
+
+
+class ListeningTurn:
+    """A user audio turn being prefilled incrementally. Create, ``feed`` audio, then ``finish`` or ``aclose``."""
+
+    def __init__(self, conversation: Conversation, turn_id: str, chunk_seconds: float = 2.0) -> None:
+        if chunk_seconds <= 0 or chunk_seconds > MAX_CHUNK_SECONDS:
+            raise ValueError(f"chunk_seconds must be in (0, {MAX_CHUNK_SECONDS}], got {chunk_seconds}")
+        self.conversation = conversation
+        self.turn_id = turn_id
+        self._chunk_samples = int(chunk_seconds * SAMPLE_RATE)
+        self._pending: list[np.ndarray] = []
+        self._pending_len = 0
+        self.chunks: list[np.ndarray] = []
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._ctx: Context | None = None
+        self._epoch = -1
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def num_samples(self) -> int:
+        return sum(len(c) for c in self.chunks) + self._pending_len
+
+    def feed(self, samples_16k: np.ndarray) -> None:
+        """Add speech (float32, 16 kHz); full chunks are queued for background prefill at once."""
+        if self._closed:
+            raise RuntimeError("turn already finished")
+        if samples_16k.size == 0:
+            return
+        self._pending.append(np.asarray(samples_16k, dtype=np.float32))
+        self._pending_len += len(samples_16k)
+        if self._pending_len >= self._chunk_samples:
+            buf = np.concatenate(self._pending)
+            n_full = len(buf) // self._chunk_samples
+            for i in range(n_full):
+                self._enqueue(buf[i * self._chunk_samples : (i + 1) * self._chunk_samples])
+            rest = buf[n_full * self._chunk_samples :]
+            self._pending = [rest] if rest.size else []
+            self._pending_len = len(rest)
+
+    def _enqueue(self, chunk: np.ndarray) -> None:
+        self.chunks.append(chunk)
+        self._queue.put_nowait(chunk)
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name=f"listen-{self.turn_id}")
+
+    async def _run(self) -> None:
+        engine = self.conversation.engine
+        while True:
+            item = await self._queue.get()
+            if item is _STOP:
+                return
+            if self._ctx is None:
+                self._ctx, self._epoch = await self.conversation.fork()
+                await engine.append_text(self._ctx, USER_PREFIX)
+            assert isinstance(item, np.ndarray)
+            await engine.append_audio(self._ctx, item)
+
+    async def finish(self) -> tuple[Turn, Context, int, FinishStats]:
+        """Flush the tail, close the turn; returns (turn, context ending with it, fork epoch, stats).
+
+        The caller owns the returned context (pass it to :meth:`Conversation.adopt`).
+        """
+        t0 = time.perf_counter()
+        before = len(self.chunks)
+        tail = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
+        self._pending, self._pending_len = [], 0
+        max_chunk = int(MAX_CHUNK_SECONDS * SAMPLE_RATE)
+        for start in range(0, len(tail), max_chunk):
+            self._enqueue(tail[start : start + max_chunk])
+        if self._worker is None:  # nothing spoken at all: still produce a (text-less) turn context
+            self._worker = asyncio.create_task(self._run(), name=f"listen-{self.turn_id}")
+        self._queue.put_nowait(_STOP)
+        self._closed = True
+        await self._worker
+        engine = self.conversation.engine
+        if self._ctx is None:
+            self._ctx, self._epoch = await self.conversation.fork()
+            await engine.append_text(self._ctx, USER_PREFIX)
+        await engine.append_text(self._ctx, END_OF_TURN)
+        ctx, self._ctx = self._ctx, None
+        turn = Turn(id=self.turn_id, role="user", parts=[AudioPart(chunks=list(self.chunks))])
+        stats = FinishStats(
+            chunks_before_end=before,
+            tail_seconds=len(tail) / SAMPLE_RATE,
+            finish_seconds=time.perf_counter() - t0,
+        )
+        return turn, ctx, self._epoch, stats
+
+    async def aclose(self) -> None:
+        """Abandon the turn (buffer cleared, session closed): stop the worker and free the context."""
+        self._closed = True
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # abandoning: errors are moot
+                await self._worker
+        if self._ctx is not None:
+            self.conversation.engine.release(self._ctx)
+            self._ctx = None
