@@ -1,0 +1,289 @@
+"""Turn detection on 16 kHz audio with webrtcvad, honouring the Realtime ``turn_detection`` settings.
+
+webrtcvad classifies 20 ms frames as voiced or not; on its own that decision flickers (a cough is one
+voiced frame, a stop consonant one unvoiced frame). This module adds the debounce that turns frame
+decisions into turns:
+
+- **speech start**: at least 4 of the last 5 frames (80 of 100 ms) voiced. The reported
+  ``audio_start_ms`` is the start of the first voiced frame of that window minus ``prefix_padding_ms``
+  (clamped at 0), so the committed audio includes a little lead-in as OpenAI's server does.
+- **speech continues**: only a run of at least 2 voiced frames (40 ms) counts as "still talking"; a single
+  voiced frame inside a pause does not extend the turn.
+- **speech stop**: ``silence_duration_ms`` after the end of the last such voiced run. The event is emitted
+  at that point; its ``audio_end_ms`` is the end of the last voiced run (the true end of speech), not the
+  moment of detection. ``TurnDetector.position_ms`` gives the detection time when needed.
+
+Mapping of the OpenAI fields (documented because webrtcvad has no probability output):
+
+- ``threshold`` (0..1, higher = needs louder / clearer speech) picks the webrtcvad aggressiveness
+  ``min(3, int(threshold * 4))`` (0.5 -> mode 2) and an energy floor of ``-60 + 20 * threshold`` dBFS RMS
+  (0.5 -> -50 dBFS) below which a frame is never voiced; the floor keeps faint hiss from being "speech".
+- Steady background noise: webrtcvad calls loud stationary noise (fans, hiss) speech, notably at stream
+  start before its noise model adapts. So a frame must also be ``3 + 12 * threshold`` dB (0.5 -> 9 dB)
+  above the noise floor, estimated as the minimum frame energy of the last 3 s (minimum statistics).
+  Speech has pauses and quiet frames every few hundred ms, so the minimum tracks the noise, not the voice;
+  stationary noise never rises that far above its own minimum.
+- ``semantic_vad`` has no semantic model here: its ``eagerness`` maps to a silence timeout
+  low 1500 ms, medium 800 ms, high 400 ms, auto = medium. All are well inside the protocol's maximum waits
+  (8 / 4 / 2 s), so we never wait longer than OpenAI would.
+- ``idle_timeout_ms``: after that much audio with no speech (counted from creation, ``reset()``, the last
+  speech stop or ``restart_idle_timer()``), one ``IdleTimeout`` is emitted; it re-arms on the next speech
+  stop or ``restart_idle_timer()`` (the server calls that when a response finishes playing).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import webrtcvad
+
+from .codecs import float_to_int16
+
+__all__ = [
+    "VAD_SAMPLE_RATE",
+    "FRAME_MS",
+    "EAGERNESS_SILENCE_MS",
+    "VadConfig",
+    "VadConfigError",
+    "SpeechStarted",
+    "SpeechStopped",
+    "IdleTimeout",
+    "VadEvent",
+    "TurnDetector",
+]
+
+VAD_SAMPLE_RATE = 16000
+FRAME_MS = 20
+_FRAME_SAMPLES = VAD_SAMPLE_RATE * FRAME_MS // 1000
+
+_START_WINDOW = 5  # frames considered for speech onset (100 ms)
+_START_VOICED = 4  # voiced frames needed in that window (80 ms)
+_RESUME_VOICED = 2  # consecutive voiced frames that count as "still talking" (40 ms)
+_NOISE_WINDOW = 150  # frames of energy history for the noise floor (3 s)
+
+EAGERNESS_SILENCE_MS: dict[str, int] = {"low": 1500, "medium": 800, "high": 400, "auto": 800}
+
+Eagerness = Literal["low", "medium", "high", "auto"]
+
+
+class VadConfigError(ValueError):
+    """A ``turn_detection`` field is invalid. ``param`` names the field for the protocol error event."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = "invalid_value"
+
+
+def _check_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise VadConfigError(f"turn_detection.{name} must be a non-negative integer, got {value!r}", name)
+
+
+@dataclass
+class VadConfig:
+    """Turn detection settings, field names as in the Realtime protocol."""
+
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    idle_timeout_ms: int | None = None
+    eagerness: Eagerness = "auto"
+
+    def __post_init__(self) -> None:
+        if self.type not in ("server_vad", "semantic_vad"):
+            raise VadConfigError(
+                f"turn_detection.type must be 'server_vad' or 'semantic_vad', got {self.type!r}", "type"
+            )
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 <= t <= 1.0 or math.isnan(t):
+            raise VadConfigError(
+                f"turn_detection.threshold must be a number in [0, 1], got {t!r}", "threshold"
+            )
+        _check_int("prefix_padding_ms", self.prefix_padding_ms)
+        _check_int("silence_duration_ms", self.silence_duration_ms)
+        _check_int("idle_timeout_ms", self.idle_timeout_ms, allow_none=True)
+        if self.eagerness not in EAGERNESS_SILENCE_MS:
+            raise VadConfigError(
+                f"turn_detection.eagerness must be one of {sorted(EAGERNESS_SILENCE_MS)}, got {self.eagerness!r}",
+                "eagerness",
+            )
+
+    @property
+    def effective_silence_ms(self) -> int:
+        """Silence that ends a turn: ``silence_duration_ms``, or the eagerness mapping for semantic_vad."""
+        if self.type == "semantic_vad":
+            return EAGERNESS_SILENCE_MS[self.eagerness]
+        return self.silence_duration_ms
+
+    @property
+    def aggressiveness(self) -> int:
+        """webrtcvad mode 0..3 derived from ``threshold``."""
+        return min(3, int(self.threshold * 4))
+
+    @property
+    def energy_floor_dbfs(self) -> float:
+        """RMS level below which a frame is unvoiced whatever webrtcvad says."""
+        return -60.0 + 20.0 * self.threshold
+
+    @property
+    def noise_margin_db(self) -> float:
+        """How far above the tracked noise floor a frame's energy must be to count as voiced."""
+        return 3.0 + 12.0 * self.threshold
+
+    @classmethod
+    def from_turn_detection(cls, obj: Mapping[str, Any]) -> VadConfig:
+        """From a session's ``turn_detection`` object. Fields the VAD does not use (``create_response``,
+        ``interrupt_response``, or unknown keys) are ignored here; the session handles them.
+        ``turn_detection: null`` (manual turns) is the caller's case: there is no detector then."""
+        if not isinstance(obj, Mapping):
+            raise VadConfigError(
+                f"turn_detection must be an object, got {type(obj).__name__}", "turn_detection"
+            )
+        kind = obj.get("type", "server_vad")
+        kwargs: dict[str, Any] = {"type": kind}
+        if kind == "semantic_vad":
+            if "eagerness" in obj:
+                kwargs["eagerness"] = obj["eagerness"]
+        else:
+            for key in ("threshold", "prefix_padding_ms", "silence_duration_ms"):
+                if obj.get(key) is not None:
+                    kwargs[key] = obj[key]
+        if "idle_timeout_ms" in obj:
+            kwargs["idle_timeout_ms"] = obj["idle_timeout_ms"]
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    audio_start_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
+class IdleTimeout:
+    audio_end_ms: int
+
+
+VadEvent = SpeechStarted | SpeechStopped | IdleTimeout
+
+
+@dataclass
+class _State:
+    frames: int = 0  # 20 ms frames processed since reset
+    in_speech: bool = False
+    window: collections.deque[tuple[int, bool]] = field(
+        default_factory=lambda: collections.deque(maxlen=_START_WINDOW)
+    )
+    voiced_run: int = 0
+    last_speech_end_frame: int = 0  # frame index just after the last confirmed voiced run
+    idle_anchor_frame: int = 0
+    idle_armed: bool = True
+
+
+class TurnDetector:
+    """Feed 16 kHz mono audio in chunks of any size; get speech start / stop / idle events back.
+
+    Times in events are milliseconds of audio fed since creation or ``reset()``.
+    """
+
+    def __init__(self, config: VadConfig | None = None) -> None:
+        self.config = config or VadConfig()
+        self._vad = webrtcvad.Vad(self.config.aggressiveness)
+        # Compare mean squares against a squared int16 floor: avoids a sqrt and a log per frame.
+        floor = 32768.0 * 10.0 ** (self.config.energy_floor_dbfs / 20.0)
+        self._floor_ms = floor * floor
+        self._margin = 10.0 ** (self.config.noise_margin_db / 10.0)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._s = _State()
+        self._energy = np.full(_NOISE_WINDOW, np.inf)
+
+    @property
+    def in_speech(self) -> bool:
+        return self._s.in_speech
+
+    @property
+    def position_ms(self) -> int:
+        """Milliseconds of audio processed (whole frames) since creation or ``reset()``."""
+        return self._s.frames * FRAME_MS
+
+    def reset(self) -> None:
+        """Forget all state and restart the clock at 0 (e.g. on ``input_audio_buffer.clear``)."""
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._s = _State()
+        self._energy = np.full(_NOISE_WINDOW, np.inf)
+
+    def restart_idle_timer(self) -> None:
+        """Start counting ``idle_timeout_ms`` from now (e.g. when the assistant finished speaking)."""
+        self._s.idle_anchor_frame = self._s.frames
+        self._s.idle_armed = True
+
+    def feed(self, samples_16k: np.ndarray) -> list[VadEvent]:
+        """Process 16 kHz mono samples (int16, or float in [-1, 1]); return the events they complete."""
+        samples = np.asarray(samples_16k)
+        if samples.ndim != 1:
+            raise ValueError(f"expected mono 1-D samples, got shape {samples.shape}")
+        if samples.dtype.kind == "f":
+            samples = float_to_int16(samples)
+        elif samples.dtype != np.int16:
+            raise ValueError(f"expected int16 or float samples, got dtype {samples.dtype}")
+        buf = np.concatenate((self._pending, samples)) if self._pending.size else samples
+        n_frames = buf.size // _FRAME_SAMPLES
+        events: list[VadEvent] = []
+        for i in range(n_frames):
+            frame = buf[i * _FRAME_SAMPLES : (i + 1) * _FRAME_SAMPLES]
+            self._step(self._is_voiced(frame), events)
+        self._pending = buf[n_frames * _FRAME_SAMPLES :].copy()
+        return events
+
+    def _is_voiced(self, frame: np.ndarray) -> bool:
+        f = frame.astype(np.float32)
+        energy = float(np.dot(f, f)) / f.size
+        self._energy[self._s.frames % _NOISE_WINDOW] = energy
+        if energy < self._floor_ms or energy < float(self._energy.min()) * self._margin:
+            return False
+        return self._vad.is_speech(frame.tobytes(), VAD_SAMPLE_RATE)
+
+    def _step(self, voiced: bool, events: list[VadEvent]) -> None:
+        s = self._s
+        idx = s.frames
+        s.frames += 1
+        s.voiced_run = s.voiced_run + 1 if voiced else 0
+        cfg = self.config
+        if not s.in_speech:
+            s.window.append((idx, voiced))
+            if sum(v for _, v in s.window) >= _START_VOICED:
+                onset = next(i for i, v in s.window if v)
+                s.in_speech = True
+                s.last_speech_end_frame = s.frames
+                s.window.clear()
+                events.append(SpeechStarted(max(0, onset * FRAME_MS - cfg.prefix_padding_ms)))
+                return
+            if (
+                cfg.idle_timeout_ms is not None
+                and s.idle_armed
+                and (s.frames - s.idle_anchor_frame) * FRAME_MS >= cfg.idle_timeout_ms
+            ):
+                s.idle_armed = False
+                events.append(IdleTimeout(s.frames * FRAME_MS))
+            return
+        if s.voiced_run >= _RESUME_VOICED:
+            s.last_speech_end_frame = s.frames
+        elif (s.frames - s.last_speech_end_frame) * FRAME_MS >= cfg.effective_silence_ms:
+            s.in_speech = False
+            s.voiced_run = 0
+            s.idle_anchor_frame = s.frames
+            s.idle_armed = True
+            events.append(SpeechStopped(s.last_speech_end_frame * FRAME_MS))
