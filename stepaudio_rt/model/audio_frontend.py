@@ -120,8 +120,9 @@ def log_mel_spectrogram(wav: np.ndarray | torch.Tensor, n_mels: int = 128) -> to
 
     audio = torch.nn.functional.pad(audio, (0, RIGHT_PADDING))
     window = torch.hann_window(N_FFT)
-    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect",
-                      return_complex=True)
+    stft = torch.stft(
+        audio, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True
+    )
     magnitudes = stft[..., :-1].abs() ** 2  # drop the last frame, as the official recipe does
     mel_spec = filters @ magnitudes
 
