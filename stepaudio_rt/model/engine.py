@@ -65,7 +65,8 @@ class TokenDelta:
     index: int  # 0-based position within this generation
     in_think: bool  # True while the token belongs to the reasoning (before ``</think>``)
     forced: bool = False  # inserted by the engine (think budget), not sampled
-    finish_reason: FinishReason | None = None  # set on the last delta of the stream
+    finish_reason: FinishReason | None = None  # set on the last delta of the stream (which has no text)
+    step_seconds: float = 0.0  # wall time of the decode step that produced this token
 
 
 class CancelToken:
@@ -129,7 +130,13 @@ class Engine(abc.ABC):
     def generate(
         self, ctx: Context, params: SamplingParams, cancel: CancelToken | None = None
     ) -> AsyncIterator[TokenDelta]:
-        """Stream tokens; generated tokens are appended to ``ctx`` as they are produced."""
+        """Stream tokens; generated tokens are appended to ``ctx`` as they are fed back to the model.
+
+        The stream ends with one delta whose ``finish_reason`` is set and whose text is empty (its
+        ``token_id`` is the stop token for ``"stop"``). The ``</think>`` tag's own tokens are reported
+        with ``in_think=True``; the reply text that follows starts with the format's ``"\n"``. A stop
+        token, and the last token of a stream cut by its budget, are not added to the context.
+        """
 
     @abc.abstractmethod
     def release(self, ctx: Context) -> None:

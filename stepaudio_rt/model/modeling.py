@@ -143,8 +143,18 @@ class StepAudio2ForCausalLM(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
     def encode_audio(self, mel: torch.Tensor, mel_lens: torch.Tensor | None = None) -> torch.Tensor:
-        """Mel [B, n_mels, T] -> decoder embeddings [B, N, hidden]; N from :func:`audio_token_lengths`."""
-        return self.adapter(self.encoder(mel, mel_lens))
+        """Mel [B, n_mels, T] -> decoder embeddings [B, N, hidden]; N from :func:`audio_token_lengths`.
+
+        In a padded batch, encoder frames past each clip's end are zeroed before the adaptor, whose
+        stride-2 convolution would otherwise let padding leak into a clip's last embedding; a padded
+        clip then encodes exactly as it does alone.
+        """
+        feats = self.encoder(mel, mel_lens)
+        if mel_lens is not None:
+            pooled = (mel_lens + 1) // 2 // 2
+            valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < pooled[:, None]
+            feats = feats * valid[..., None].to(feats.dtype)
+        return self.adapter(feats)
 
     def embed(
         self,

@@ -1,0 +1,462 @@
+"""TorchEngine: the engine contract on plain PyTorch, for CPU and one GPU.
+
+One worker thread owns the model and runs a loop: take one queued job (prefill text or audio, fork,
+release, start a stream), then advance every active stream by one batched decode step. The decode step
+is our own forward over the checkpoint's Qwen2 modules with a preallocated slot KV cache
+(:mod:`kv_cache`), not ``generate()``: no per-step allocation of caches, no Python-side model kwargs
+plumbing, several conversations batched in one step, and cancellation checked before every step.
+
+Async callers never block the event loop: each call enqueues a job and awaits a future that the worker
+completes with ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+
+from stepaudio_rt.model.audio_frontend import audio_token_count, log_mel_spectrogram
+from stepaudio_rt.model.checkpoint import load_checkpoint
+from stepaudio_rt.model.engine import (
+    CancelToken,
+    Context,
+    Engine,
+    EngineError,
+    FinishReason,
+    SamplingParams,
+    StepTiming,
+    TokenDelta,
+)
+from stepaudio_rt.model.kv_cache import SlotKVCache
+from stepaudio_rt.model.modeling import StepAudio2ForCausalLM
+from stepaudio_rt.model.sampling import sample_token
+from stepaudio_rt.model.tokenizer import THINK_CLOSE, IncrementalDetokenizer, StepAudioTokenizer
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+@dataclass
+class _CtxState:
+    """Engine-side state of a context (touched only by the worker thread)."""
+
+    slot: int
+    last_logits: torch.Tensor | None = None  # logits after the last appended token
+    busy: bool = False  # a stream is generating from it
+
+
+@dataclass
+class _Stream:
+    ctx: Context
+    params: SamplingParams
+    cancel: CancelToken
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue[Any]
+    detok: IncrementalDetokenizer
+    generator: torch.Generator | None
+    in_think: bool
+    think_tokens: int = 0
+    generated: int = 0
+    feed: int | None = None  # sampled token not yet in the KV cache
+    forced: collections.deque[int] = field(default_factory=collections.deque)
+    recent: list[int] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    last_step_s: float = 0.0
+
+    def emit(self, item: Any) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+
+class TorchEngine(Engine):
+    def __init__(
+        self,
+        model: StepAudio2ForCausalLM,
+        tokenizer: StepAudioTokenizer,
+        max_contexts: int = 32,
+        max_context_tokens: int = 4096,
+        kv_dtype: torch.dtype | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        cfg = model.config.text
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv_heads = cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.n_mels = model.config.audio.n_mels
+        self.max_context_tokens = min(max_context_tokens, cfg.max_position_embeddings)
+        self.cache = SlotKVCache(
+            n_layers=cfg.num_hidden_layers,
+            n_slots=max_contexts,
+            n_kv_heads=self.n_kv_heads,
+            max_tokens=self.max_context_tokens,
+            head_dim=self.head_dim,
+            dtype=kv_dtype or self.dtype,
+            device=self.device,
+        )
+        self._think_close = tuple(tokenizer.encode(THINK_CLOSE + "\n"))
+        self._states: dict[int, _CtxState] = {}
+        self._next_id = 0
+        self._id_lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._streams: list[_Stream] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._worker, name="torch-engine", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        max_contexts: int = 32,
+        max_context_tokens: int = 4096,
+        progress: bool = True,
+    ) -> TorchEngine:
+        ckpt = load_checkpoint(path, device=device, dtype=dtype, progress=progress)
+        return cls(ckpt.model, ckpt.tokenizer, max_contexts=max_contexts, max_context_tokens=max_context_tokens)
+
+    # ------------------------------------------------------------------ public API (any thread)
+
+    def new_context(self) -> Context:
+        self._check_open()
+        slot = self.cache.allocate()
+        with self._id_lock:
+            ctx = Context(id=self._next_id)
+            self._next_id += 1
+        self._states[ctx.id] = _CtxState(slot=slot)
+        return ctx
+
+    async def append_tokens(self, ctx: Context, token_ids: Sequence[int]) -> StepTiming:
+        ids = list(token_ids)
+        return await self._call(lambda: self._prefill(ctx, ids, None, "prefill_text"))
+
+    async def append_audio(self, ctx: Context, waveform_16k: np.ndarray) -> StepTiming:
+        wav = np.asarray(waveform_16k, dtype=np.float32)
+        return await self._call(lambda: self._append_audio(ctx, wav))
+
+    def fork(self, ctx: Context) -> Context:
+        child = self.new_context()
+        self._jobs.put(lambda: self._fork(ctx, child))
+        return child
+
+    def release(self, ctx: Context) -> None:
+        if ctx.released or self._closed:
+            return
+        ctx.released = True
+        self._jobs.put(lambda: self._release(ctx))
+
+    async def generate(
+        self, ctx: Context, params: SamplingParams, cancel: CancelToken | None = None
+    ) -> AsyncIterator[TokenDelta]:
+        self._check_open()
+        cancel = cancel or CancelToken()
+        generator = None
+        if params.temperature > 0:
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(params.seed if params.seed is not None else int(time.time_ns() % 2**63))
+        stream = _Stream(
+            ctx=ctx,
+            params=params,
+            cancel=cancel,
+            loop=asyncio.get_running_loop(),
+            out=asyncio.Queue(),
+            detok=IncrementalDetokenizer(self.tokenizer),
+            generator=generator,
+            in_think=params.starts_in_think,
+        )
+        self._jobs.put(lambda: self._start_stream(stream))
+        try:
+            while True:
+                item = await stream.out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is _DONE:
+                    return
+                yield item
+        finally:
+            cancel.cancel()  # consumer gone (or done): the worker drops the stream before its next step
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join, 5.0)
+
+    def stats(self) -> dict[str, int]:
+        return {"free_slots": self.cache.free_slots, "active_streams": len(self._streams)}
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineError("engine is closed")
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def job() -> None:
+            try:
+                result = fn()
+            except BaseException as exc:  # delivered to the awaiting caller
+                loop.call_soon_threadsafe(_set_exception, fut, exc)
+            else:
+                loop.call_soon_threadsafe(_set_result, fut, result)
+
+        self._jobs.put(job)
+        return await fut
+
+    def _worker(self) -> None:
+        with torch.inference_mode():
+            while True:
+                try:
+                    job = self._jobs.get(block=not self._streams)
+                except queue.Empty:
+                    job = _NO_JOB
+                if job is None:
+                    break
+                if job is not _NO_JOB:
+                    try:
+                        job()
+                    except Exception:  # a job's own errors go to its caller; this guards the loop
+                        log.exception("engine job failed")
+                if self._streams:
+                    try:
+                        self._decode_step()
+                    except Exception as exc:
+                        log.exception("decode step failed")
+                        for s in self._streams:
+                            self._finish(s, None, error=exc)
+                        self._streams.clear()
+        for s in self._streams:
+            self._finish(s, "cancelled")
+
+    def _state(self, ctx: Context) -> _CtxState:
+        if ctx.released:
+            raise EngineError(f"context {ctx.id} was released")
+        return self._states[ctx.id]
+
+    def _fork(self, parent: Context, child: Context) -> None:
+        src, dst = self._state(parent), self._state(child)
+        self.cache.copy_prefix(src.slot, dst.slot, len(parent))
+        child.token_ids = list(parent.token_ids)
+        child.audio_tokens = parent.audio_tokens
+        dst.last_logits = src.last_logits
+
+    def _release(self, ctx: Context) -> None:
+        for s in [s for s in self._streams if s.ctx is ctx]:
+            self._streams.remove(s)
+            self._finish(s, "cancelled")
+        state = self._states.pop(ctx.id, None)
+        if state is not None:
+            self.cache.free(state.slot)
+
+    def _append_audio(self, ctx: Context, wav: np.ndarray) -> StepTiming:
+        t0 = time.perf_counter()
+        mel = log_mel_spectrogram(wav, n_mels=self.n_mels).to(self.device, self.dtype)
+        embeds = self.model.encode_audio(mel[None])[0]
+        n = audio_token_count(mel.shape[-1])
+        if embeds.shape[0] != n:
+            raise EngineError(f"encoder produced {embeds.shape[0]} audio embeddings, expected {n}")
+        encode_s = time.perf_counter() - t0
+        ctx.timings.append(StepTiming("encode_audio", n, encode_s))
+        ids = self.tokenizer.audio_block_ids(n)
+        timing = self._prefill(ctx, ids, embeds, "prefill_audio")
+        ctx.audio_tokens += len(ids)
+        return StepTiming("prefill_audio", len(ids), encode_s + timing.seconds)
+
+    def _prefill(self, ctx: Context, ids: list[int], audio_embeds: torch.Tensor | None, kind: Any) -> StepTiming:
+        state = self._state(ctx)
+        if state.busy:
+            raise EngineError(f"context {ctx.id} is generating; fork it or wait")
+        if not ids:
+            return StepTiming(kind, 0, 0.0)
+        if len(ctx) + len(ids) > self.max_context_tokens:
+            raise EngineError(f"context {ctx.id} would exceed {self.max_context_tokens} tokens")
+        t0 = time.perf_counter()
+        input_ids = torch.tensor([ids], device=self.device)
+        embeds = self.model.embed(input_ids, audio_embeds, self.tokenizer.ids.audio_patch)
+        hidden = self._forward(embeds, [state.slot], [len(ctx)])
+        state.last_logits = self.model.lm_head(hidden[0, -1]).float()
+        ctx.token_ids.extend(ids)
+        timing = StepTiming(kind, len(ids), time.perf_counter() - t0)
+        ctx.timings.append(timing)
+        return timing
+
+    def _forward(self, x: torch.Tensor, slots: list[int], starts: list[int]) -> torch.Tensor:
+        """Decoder forward over new tokens ``x`` [B, T, H] at ``starts``; writes their K/V into the cache.
+
+        B == 1: any T (prefill or decode), attention over a view of the slot. B > 1: T == 1 (batched
+        decode), attention over the gathered slots with a per-row length mask.
+        """
+        b, t, _ = x.shape
+        dev = self.device
+        positions = torch.tensor(starts, device=dev)[:, None] + torch.arange(t, device=dev)[None, :]
+        cos, sin = self.model.model.rotary_emb(x, positions)
+        total = [s + t for s in starts]
+        if b == 1:
+            s0 = starts[0]
+            mask = None
+            if t > 1:  # causal within the new tokens, full view of the cached prefix
+                mask = torch.ones(t, s0 + t, dtype=torch.bool, device=dev).tril(diagonal=s0)
+        else:
+            assert t == 1, "batched forward is decode-only"
+            slot_idx = torch.tensor(slots, device=dev)
+            pos_idx = torch.tensor(starts, device=dev)
+            longest = max(total)
+            mask = (torch.arange(longest, device=dev)[None, :] < torch.tensor(total, device=dev)[:, None])
+            mask = mask[:, None, None, :]
+        for i, layer in enumerate(self.model.model.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(h).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            kc, vc = self.cache.k[i], self.cache.v[i]
+            if b == 1:
+                kc[slots[0], :, s0 : s0 + t] = k[0]
+                vc[slots[0], :, s0 : s0 + t] = v[0]
+                keys, values = kc[slots[0], :, : s0 + t][None], vc[slots[0], :, : s0 + t][None]
+            else:
+                kc[slot_idx, :, pos_idx] = k[:, :, 0]
+                vc[slot_idx, :, pos_idx] = v[:, :, 0]
+                keys, values = kc[slot_idx, :, :longest], vc[slot_idx, :, :longest]
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+            x = x + attn.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return self.model.model.norm(x)
+
+    # ------------------------------------------------------------------ streams
+
+    def _start_stream(self, stream: _Stream) -> None:
+        try:
+            state = self._state(stream.ctx)
+            if state.busy:
+                raise EngineError(f"context {stream.ctx.id} is already generating")
+            if state.last_logits is None:
+                raise EngineError("generate() needs a context with at least one appended token")
+        except EngineError as exc:
+            stream.emit(exc)
+            return
+        state.busy = True
+        stream.seen = set(stream.ctx.token_ids) if stream.params.repetition_penalty != 1.0 else set()
+        self._streams.append(stream)
+        # The first token comes from the prefill's logits: no forward pass between prefill and it.
+        t0 = time.perf_counter()
+        stream.last_step_s = 0.0
+        self._choose(stream, state.last_logits.clone())
+        stream.last_step_s = time.perf_counter() - t0
+
+    def _decode_step(self) -> None:
+        live = []
+        for s in self._streams:
+            if s.cancel.cancelled or s.ctx.released:
+                self._finish(s, "cancelled")
+            elif s.feed is not None:
+                live.append(s)
+        self._streams = live
+        if not live:
+            return
+        t0 = time.perf_counter()
+        tokens = torch.tensor([[s.feed] for s in live], device=self.device)
+        slots = [self._states[s.ctx.id].slot for s in live]
+        starts = [len(s.ctx) for s in live]
+        hidden = self._forward(self.model.model.embed_tokens(tokens), slots, starts)
+        logits = self.model.lm_head(hidden[:, -1]).float()
+        step_s = time.perf_counter() - t0
+        for row, s in enumerate(live):
+            assert s.feed is not None
+            s.ctx.token_ids.append(s.feed)
+            s.seen.add(s.feed)
+            s.feed = None
+            self._states[s.ctx.id].last_logits = logits[row]
+            s.last_step_s = step_s
+            self._choose(s, logits[row].clone())
+        self._streams = [s for s in live if s.feed is not None]
+
+    def _choose(self, s: _Stream, logits: torch.Tensor) -> None:
+        """Pick the stream's next token (sampled or forced), emit it, and either queue it or finish."""
+        p = s.params
+        forced = False
+        if s.in_think and p.think_budget is not None and s.think_tokens >= p.think_budget and not s.forced:
+            s.forced.extend(self._think_close)  # budget spent: close the think block ourselves
+        if s.forced:
+            token, forced = s.forced.popleft(), True
+        else:
+            seen = torch.tensor(sorted(s.seen), dtype=torch.long, device=logits.device) if s.seen else None
+            token = sample_token(logits, p, s.generator, seen)
+        index = s.generated
+        s.generated += 1
+        if token in self.tokenizer.stop_token_ids and not forced:
+            self._finish(s, "stop", token_id=token, index=index)
+            return
+        in_think = s.in_think
+        if s.in_think:
+            s.think_tokens += 1
+            s.recent = (s.recent + [token])[-len(self._think_close) :]
+            if self._closes_think(s.recent):
+                s.in_think = False
+        text = s.detok.push(token)
+        finish: FinishReason | None = None
+        if s.generated >= p.max_tokens or len(s.ctx) + 1 >= self.max_context_tokens:
+            finish = "length"
+        s.emit(TokenDelta(token, text, index, in_think, forced=forced, step_seconds=s.last_step_s))
+        if finish:
+            self._finish(s, finish)
+        else:
+            s.feed = token
+
+    def _closes_think(self, recent: list[int]) -> bool:
+        close = self.tokenizer.think_close_ids
+        return len(recent) >= len(close) and tuple(recent[-len(close) :]) == close
+
+    def _finish(
+        self,
+        s: _Stream,
+        reason: FinishReason | None,
+        token_id: int = -1,
+        index: int | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        state = self._states.get(s.ctx.id)
+        if state is not None:
+            state.busy = False
+        s.feed = None
+        if error is not None:
+            s.emit(error)
+            return
+        s.emit(TokenDelta(token_id, "", s.generated if index is None else index, s.in_think, finish_reason=reason))
+        s.emit(_DONE)
+
+
+_NO_JOB: Callable[[], None] = lambda: None  # noqa: E731 - sentinel: nothing queued, just decode
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
