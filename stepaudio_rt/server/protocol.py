@@ -440,7 +440,7 @@ def _check_update_shape(update: Any, event_id: str | None) -> dict[str, Any]:
     if update["type"] != "realtime":
         raise ProtocolError(
             "invalid_value",
-            f"Invalid value: {update['type']!r}. Supported values are: 'realtime'.",
+            f"Invalid value for 'session.type': {_short(update['type'])}. Supported values are: 'realtime'.",
             "session.type",
             event_id,
         )
@@ -871,7 +871,7 @@ def error_from_validation(
     err = exc.errors(include_url=False)[0]
     kind = err["type"]
     param = _param_path(err["loc"], data, missing=kind == "missing")
-    if kind == "union_tag_not_found":
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
         param = f"{param}.type" if param else "type"
     if prefix:
         param = f"{prefix}.{param}" if param else prefix
@@ -890,10 +890,13 @@ def error_from_validation(
     else:
         code = "invalid_value"
     where = f" for '{param}'" if param else ""
+    shown = (
+        err.get("ctx", {}).get("tag", err.get("input")) if kind == "union_tag_invalid" else err.get("input")
+    )
     if code == "invalid_type":
-        message = f"Invalid type{where}: {err['msg']}, got {_short(err.get('input'))}."
+        message = f"Invalid type{where}: {err['msg']}, got {_short(shown)}."
     else:
-        message = f"Invalid value{where}: {_short(err.get('input'))}. {err['msg']}."
+        message = f"Invalid value{where}: {_short(shown)}. {err['msg']}."
     return ProtocolError(code, message, param or None, event_id)
 
 
@@ -948,7 +951,7 @@ def validate_client_event(data: Mapping[str, Any]) -> ClientEvent:
         supported = ", ".join(f"'{name}'" for name in CLIENT_EVENT_TYPES)
         raise ProtocolError(
             "invalid_value",
-            f"Invalid value: {_short(kind)}. Supported values are: {supported}.",
+            f"Invalid value for 'type': {_short(kind)}. Supported values are: {supported}.",
             "type",
             event_id,
         )
