@@ -213,3 +213,13 @@ def test_bad_input_shape_is_rejected() -> None:
         det.feed(np.zeros((2, 320), dtype=np.int16))
     with pytest.raises(ValueError, match="dtype"):
         det.feed(np.zeros(320, dtype=np.int32))
+
+
+def test_input_frame_benchmark_runs_and_sees_the_turns() -> None:
+    from stepaudio_rt.streaming.bench_frames import bench_input_frames
+
+    # 300 timed + 50 warm-up frames = 7 s of input: one-second bursts of voice-like signal at 0, 2, 4, 6 s.
+    report = bench_input_frames(300)
+    assert report["frames"] == 300 and report["speech_turns_detected"] == 4
+    total = report["total"]
+    assert isinstance(total, dict) and 0 < total["p50_us"] <= total["p99_us"]
