@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stepaudio_rt.model.tokenizer import AUDIO_END, AUDIO_PATCH, AUDIO_START, BOT, EOT, THINK_CLOSE, THINK_OPEN
+from stepaudio_rt.model.tokenizer import (
+    AUDIO_END,
+    AUDIO_PATCH,
+    AUDIO_START,
+    BOT,
+    EOT,
+    THINK_CLOSE,
+    THINK_OPEN,
+)
 
 USER_ROLE = "human"  # the official client's name for the user role (``user`` renders identically)
 USER_PREFIX = f"{BOT}{USER_ROLE}\n"
