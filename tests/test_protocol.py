@@ -735,6 +735,7 @@ def test_server_event_round_trips_through_our_parser(event: p.ServerEventBase) -
     wire = p.serialize(event)
     again = p.parse_server_event(wire)
     assert again is not None and p.serialize(again) == wire
+    assert event.model_dump(mode="json") == json.loads(wire)  # the dict form beta.py rewrites
 
 
 def test_serialization_keeps_required_nulls_and_drops_the_rest() -> None:
@@ -946,3 +947,10 @@ def test_ga_to_beta_response_object() -> None:
     assert response["output_audio_format"] == "pcm16" and "audio" not in response
     assert response["output"][0]["content"][0] == {"type": "audio", "transcript": "Four."}
     assert response["usage"] == json.loads(p.serialize(done))["response"]["usage"]
+
+
+def test_parse_server_event_tolerates_unknown_types_and_reports_bad_ones() -> None:
+    assert p.parse_server_event('{"type": "output_audio_buffer.started", "event_id": "e"}') is None
+    with pytest.raises(p.ProtocolError) as caught:
+        p.parse_server_event('{"type": "response.output_audio.delta", "event_id": "e", "response_id": "r"}')
+    assert caught.value.code == "missing_required_parameter" and caught.value.param == "item_id"

@@ -36,8 +36,9 @@ Step-Audio extensions (invisible to clients that do not ask for them):
 * Session field ``"stepaudio": {"reasoning_events": true}`` opts a session into the reasoning-text events
   ``response.reasoning_text.delta`` / ``response.reasoning_text.done`` that carry the model's
   ``<think>`` text. Without the opt-in those events are never sent, because strict clients (pipecat)
-  end the session on any event type they do not know. The server also honours the query parameter
-  ``?reasoning=1`` on ``/v1/realtime`` with the same effect.
+  end the session on any event type they do not know. The server also accepts a query parameter on
+  ``/v1/realtime`` with the same effect (``negotiation.REASONING_QUERY_PARAM``, e.g.
+  ``?reasoning_events=1``), for clients that cannot add session fields.
 * ``stepaudio.temperature`` keeps the beta ``temperature`` setting, which GA dropped.
 * Unknown keys inside ``stepaudio`` are ignored like everywhere else.
 """
@@ -1408,7 +1409,9 @@ def parse_server_event(raw: str | bytes | bytearray | Mapping[str, Any]) -> Serv
 
 
 def serialize(event: ServerEventBase) -> str:
-    """The JSON text of a server event, ready for ``websocket.send_text``."""
+    """The JSON text of a server event, ready for ``websocket.send_text``.
+
+    ``event.model_dump(mode="json")`` gives the same content as a dict (what ``beta.py`` rewrites)."""
     if not isinstance(event, ServerEventBase):
         raise TypeError(f"serialize() takes a server event model, got {type(event).__name__}")
     return event.model_dump_json()
