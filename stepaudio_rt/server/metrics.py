@@ -5,7 +5,14 @@ Each app gets its own :class:`CollectorRegistry` so several apps (tests, benchma
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0)
 _RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 400, 800)
@@ -18,7 +25,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.sessions = Gauge("stepaudio_rt_sessions", "Open realtime sessions", registry=r)
-        self.sessions_total = Counter("stepaudio_rt_sessions", "Realtime sessions accepted", registry=r)
+        self.sessions_total = Counter("stepaudio_rt_sessions_accepted", "Realtime sessions accepted", registry=r)
         self.sessions_rejected = Counter(
             "stepaudio_rt_sessions_rejected", "Connections refused", ["reason"], registry=r
         )
@@ -36,10 +43,15 @@ class Metrics:
             registry=r,
         )
         self.tokens_per_second = Histogram(
-            "stepaudio_rt_decode_tokens_per_second", "Decode speed per response", buckets=_RATE_BUCKETS, registry=r
+            "stepaudio_rt_decode_tokens_per_second",
+            "Decode speed per response",
+            buckets=_RATE_BUCKETS,
+            registry=r,
         )
         self.output_tokens = Counter("stepaudio_rt_output_tokens", "Generated tokens", registry=r)
-        self.responses = Counter("stepaudio_rt_responses", "Responses by final status", ["status"], registry=r)
+        self.responses = Counter(
+            "stepaudio_rt_responses", "Responses by final status", ["status"], registry=r
+        )
         self.errors = Counter("stepaudio_rt_errors", "Error events sent, by code", ["code"], registry=r)
 
     def render(self) -> bytes:

@@ -1,0 +1,55 @@
+"""``python -m stepaudio_rt.server --model PATH --port N ...``: start the realtime server.
+
+Flags override ``STEPAUDIO_RT_*`` environment variables, which override the defaults in ``Settings``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from stepaudio_rt.settings import DEFAULT_EFFORT_BUDGETS, Settings, SettingsError
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    ap = argparse.ArgumentParser(prog="python -m stepaudio_rt.server", description=__doc__)
+    ap.add_argument("--model", type=Path, dest="model_path", help="checkpoint directory (default: demo)")
+    ap.add_argument("--host")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--device")
+    ap.add_argument("--dtype")
+    ap.add_argument("--api-key", action="append", dest="api_keys", help="repeat for several keys")
+    ap.add_argument("--max-sessions", type=int)
+    ap.add_argument("--max-event-bytes", type=int)
+    ap.add_argument("--max-input-buffer-seconds", type=float)
+    ap.add_argument("--max-output-tokens", type=int)
+    ap.add_argument("--max-context-tokens", type=int)
+    ap.add_argument("--tts", dest="tts_backend")
+    ap.add_argument("--voice", dest="tts_voice")
+    ap.add_argument("--reasoning-effort", dest="default_reasoning_effort")
+    ap.add_argument("--effort-budgets", type=json.loads, help='JSON, e.g. \'{"low": 64}\' (merged with defaults)')
+    ap.add_argument("--listen-chunk-seconds", type=float)
+    ap.add_argument("--temperature", type=float)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--log-level")
+    args = {k: v for k, v in vars(ap.parse_args(argv)).items() if v is not None}
+    if "effort_budgets" in args:
+        args["effort_budgets"] = {**DEFAULT_EFFORT_BUDGETS, **args["effort_budgets"]}
+    return Settings(**args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from stepaudio_rt.server.app import run_server
+
+    try:
+        settings = parse_args(argv)
+        run_server(settings)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The FastAPI application: ``/v1/realtime`` (WebSocket), ``/healthz``, ``/metrics``, ``/v1/models``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import uvicorn
+from fastapi import FastAPI, Response
+
+from stepaudio_rt.model.engine import Engine
+from stepaudio_rt.server.state import ServerState
+from stepaudio_rt.server.transport import realtime_endpoint
+from stepaudio_rt.settings import Settings
+from stepaudio_rt.streaming.tts import TTSBackend, create_tts
+
+log = logging.getLogger(__name__)
+
+CONTEXTS_PER_SESSION = 3  # conversation prefix + user turn being listened to + running response
+
+
+def load_engine(settings: Settings) -> Engine:
+    """The TorchEngine for the configured checkpoint (raises SettingsError when there is none)."""
+    import torch
+
+    from stepaudio_rt.model.torch_engine import TorchEngine
+
+    path = settings.resolved_model_path()
+    dtype = getattr(torch, settings.dtype) if settings.dtype else None
+    return TorchEngine.from_pretrained(
+        path,
+        device=settings.device,
+        dtype=dtype,
+        max_contexts=settings.max_sessions * CONTEXTS_PER_SESSION + 2,
+        max_context_tokens=settings.max_context_tokens,
+    )
+
+
+def load_tts(settings: Settings) -> TTSBackend | None:
+    if settings.tts_backend == "none":
+        return None
+    kw = {"voice_path": settings.tts_voice} if settings.tts_voice else {}
+    tts = create_tts(settings.tts_backend, **kw)
+    tts.warmup()
+    return tts
+
+
+def create_app(settings: Settings, engine: Engine | None = None, tts: TTSBackend | None = None) -> FastAPI:
+    """Build the app. Without ``engine`` / ``tts`` they are loaded from ``settings`` at startup."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        eng = engine if engine is not None else load_engine(settings)
+        speech = tts if tts is not None else load_tts(settings)
+        app.state.realtime = ServerState(settings=settings, engine=eng, tts=speech)
+        try:
+            yield
+        finally:
+            state: ServerState = app.state.realtime
+            for session in list(state.sessions):
+                await session.aclose()
+            if own_engine:
+                await eng.aclose()
+
+    app = FastAPI(title="stepaudio-rt", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, object]:
+        state: ServerState = app.state.realtime
+        return {"status": "ok", "model": settings.model_name, "sessions": len(state.sessions)}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        state: ServerState = app.state.realtime
+        return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, object]:
+        return {
+            "object": "list",
+            "data": [{"id": settings.model_name, "object": "model", "created": 0, "owned_by": "stepaudio-rt"}],
+        }
+
+    app.add_api_websocket_route("/v1/realtime", realtime_endpoint)
+    return app
+
+
+def run_server(settings: Settings) -> None:
+    """Serve until interrupted. uvicorn's WebSocket message limit sits above ours so that an oversized
+    event gets an ``error`` event instead of a dropped connection."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.resolved_model_path()  # fail fast with a clear message before binding the port
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=settings.max_event_bytes * 2 + 1024,
+        ws="websockets",
+    )

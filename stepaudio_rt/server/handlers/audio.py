@@ -1,0 +1,140 @@
+"""``input_audio_buffer.append|commit|clear`` and the server-VAD turn they drive.
+
+VAD turn: speech_started (+ barge-in: the active response is cancelled and closed first) -> the user turn
+is prefilled chunk by chunk while the user speaks (listen-while-thinking) -> speech_stopped -> committed ->
+conversation.item.added / .done -> (create_response) a response whose context is already prefilled.
+"""
+
+from __future__ import annotations
+
+import time
+
+from stepaudio_rt.server import protocol as p
+from stepaudio_rt.server.handlers.response import start_response
+from stepaudio_rt.server.input_audio import SAMPLE_RATE, InputBufferFull
+from stepaudio_rt.server.session import RealtimeSession
+from stepaudio_rt.streaming.codecs import AudioDecodeError, decode_audio_bytes
+from stepaudio_rt.streaming.vad import IdleTimeout, SpeechStarted, SpeechStopped
+
+_MS = SAMPLE_RATE // 1000
+
+
+def _user_item(item_id: str) -> p.MessageItem:
+    return p.MessageItem(id=item_id, role="user", status="completed", content=[p.InputAudioPart()])
+
+
+async def buffer_append(s: RealtimeSession, event: p.InputAudioBufferAppendEvent) -> None:
+    try:
+        pcm = decode_audio_bytes(event.audio_bytes, s.input.fmt)
+    except AudioDecodeError as exc:
+        raise p.ProtocolError("invalid_value", str(exc), "audio", event.event_id) from None
+    manual = s.input.vad is None
+    try:
+        for step in s.input.push(pcm):
+            fed = False
+            for ev in step.events:
+                if isinstance(ev, SpeechStarted):
+                    await _speech_started(s, ev)
+                    fed = True
+                elif isinstance(ev, SpeechStopped) and s.speech_item_id is not None:
+                    if not fed:
+                        s.scheduler.feed(step.samples)
+                    fed = True
+                    await _speech_stopped(s, ev)
+                elif isinstance(ev, IdleTimeout):
+                    s.send(
+                        p.InputAudioBufferTimeoutTriggeredEvent(
+                            audio_start_ms=ev.audio_end_ms,
+                            audio_end_ms=ev.audio_end_ms,
+                            item_id=p.new_id("item"),
+                        )
+                    )
+            if fed:
+                continue
+            if manual:
+                if s.scheduler.listening is None:
+                    s.scheduler.start_listening(p.new_id("item"))
+                    s.scheduler.feed(s.input.samples())
+                else:
+                    s.scheduler.feed(step.samples)
+            elif s.speech_item_id is not None:
+                s.scheduler.feed(step.samples)
+    except InputBufferFull as exc:
+        raise p.ProtocolError("input_audio_buffer_full", str(exc), "audio", event.event_id) from None
+    if not manual and s.speech_item_id is None:
+        _trim_silence(s)
+
+
+def _trim_silence(s: RealtimeSession) -> None:
+    """Outside speech only the prefix padding can still become part of a turn: drop older audio."""
+    td = s.config.turn_detection
+    pad_ms = td.prefix_padding_ms if isinstance(td, p.ServerVad) else 300
+    keep = (pad_ms + 500) * _MS
+    if s.input.num_samples > keep + 2 * SAMPLE_RATE:
+        s.input.drop_before(s.input.end - keep)
+
+
+async def _speech_started(s: RealtimeSession, ev: SpeechStarted) -> None:
+    td = s.config.turn_detection
+    if s.response is not None and (td is None or td.interrupt_response):
+        await s.response.cancel_and_wait("turn_detected")
+    await s.scheduler.abandon_listening()
+    item_id = p.new_id("item")
+    s.speech_item_id = item_id
+    s.send(p.InputAudioBufferSpeechStartedEvent(audio_start_ms=ev.audio_start_ms, item_id=item_id))
+    s.scheduler.start_listening(item_id)
+    s.scheduler.feed(s.input.samples(ev.audio_start_ms * _MS, s.input.end))
+
+
+async def _speech_stopped(s: RealtimeSession, ev: SpeechStopped) -> None:
+    turn_end = time.perf_counter()
+    item_id = s.speech_item_id
+    assert item_id is not None
+    s.speech_item_id = None
+    s.send(p.InputAudioBufferSpeechStoppedEvent(audio_end_ms=ev.audio_end_ms, item_id=item_id))
+    finalize_s = await commit_turn(s, item_id, None)
+    s.input.drop_before(s.input.end)
+    td = s.config.turn_detection
+    if td is not None and td.create_response and s.response is None:
+        start_response(s, p.ResponseCreateParams(), turn_end=turn_end, finalize_s=finalize_s, event_id=None)
+
+
+async def commit_turn(s: RealtimeSession, item_id: str, event_id: str | None) -> float:
+    """Announce the user item, finish its prefill; returns the end-of-turn finalize time (s)."""
+    t0 = time.perf_counter()
+    item = _user_item(item_id)
+    previous = s.order[-1] if s.order else None
+    s.add_item(item)
+    s.send(p.InputAudioBufferCommittedEvent(previous_item_id=previous, item_id=item_id))
+    s.send(p.ConversationItemAddedEvent(previous_item_id=previous, item=item))
+    s.send(p.ConversationItemDoneEvent(previous_item_id=previous, item=item))
+    await s.scheduler.commit_listening(s.previous_in_conversation(item_id))
+    return time.perf_counter() - t0
+
+
+async def buffer_commit(s: RealtimeSession, event: p.InputAudioBufferCommitEvent) -> None:
+    if s.input.duration_ms < s.settings.min_commit_ms:
+        raise p.ProtocolError(
+            "input_audio_buffer_commit_empty",
+            f"Error committing input audio buffer: buffer too small. Expected at least {s.settings.min_commit_ms}ms "
+            f"of audio, but buffer only has {s.input.duration_ms:.2f}ms of audio.",
+            None,
+            event.event_id,
+        )
+    listening = s.scheduler.listening
+    if listening is None:
+        item_id = s.speech_item_id or p.new_id("item")
+        s.scheduler.start_listening(item_id)
+        s.scheduler.feed(s.input.samples())
+    else:
+        item_id = listening.turn_id
+    s.speech_item_id = None
+    await commit_turn(s, item_id, event.event_id)
+    s.input.clear()
+
+
+async def buffer_clear(s: RealtimeSession, event: p.InputAudioBufferClearEvent) -> None:
+    s.speech_item_id = None
+    await s.scheduler.abandon_listening()
+    s.input.clear()
+    s.send(p.InputAudioBufferClearedEvent())

@@ -1,0 +1,26 @@
+"""``session.update``: partial updates validated by the protocol module, then made effective."""
+
+from __future__ import annotations
+
+from stepaudio_rt.server import protocol as p
+from stepaudio_rt.server.session import RealtimeSession
+from stepaudio_rt.streaming.codecs import AudioFormatError
+from stepaudio_rt.streaming.vad import VadConfigError
+
+
+async def session_update(s: RealtimeSession, event: p.SessionUpdateEvent) -> None:
+    new = p.apply_session_update(
+        s.config, event.session, lock_voice=s.produced_audio, event_id=event.event_id
+    )
+    try:
+        s.apply_config(new)
+    except VadConfigError as exc:
+        raise p.ProtocolError(
+            "invalid_value", str(exc), f"session.audio.input.turn_detection.{exc.param}", event.event_id
+        ) from None
+    except AudioFormatError as exc:
+        raise p.ProtocolError(exc.code, str(exc), "session.audio.input.format", event.event_id) from None
+    if new.turn_detection is None and s.speech_item_id is not None:
+        s.speech_item_id = None
+        await s.scheduler.abandon_listening()
+    s.send(p.SessionUpdatedEvent(session=s.config))
