@@ -1,0 +1,215 @@
+"""Build the synthetic spoken-task dataset to disk, and load it back.
+
+On-disk format, per split (``train``, ``eval``) in ``out_dir``:
+- ``{split}.npz``: ``audio`` (all clips concatenated, int16 at 16 kHz) and ``offsets`` (int64, n + 1);
+  clip i is ``audio[offsets[i]:offsets[i + 1]]``. int16 halves the size of float32 at no audible cost.
+- ``{split}.jsonl``: one JSON object per sample (task, user_text, think, answer, label, meta, has_audio).
+- ``manifest.json``: seed, sizes, task weights, counts and build time.
+
+Determinism: sample i of a split is generated from its own RNG seeded by (seed, split, i), and the pool
+returns results in order, so the output is identical for any number of workers.
+
+Run: ``python -m stepaudio_rt.training.data.build --n-train 20000 --n-eval 1000 --out data/synth``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from stepaudio_rt.training.data.tasks import SPLITS, TASK_NAMES, TEXT_ONLY_TASKS, Sample, Split, generate
+
+FORMAT_VERSION = 1
+AUDIO_COT_RATE = 0.10  # share of audio samples whose target carries acoustic reasoning (as in the paper)
+
+# Mixture weights. Arithmetic and perception carry the evaluation targets, so they get most of the data;
+# text tasks keep the decoder's text skills alive (the paper's cold-start mix).
+TASK_WEIGHTS: dict[str, float] = {
+    "spoken_arithmetic": 0.25,
+    "beep_count": 0.08,
+    "tone_compare": 0.07,
+    "voice_pitch": 0.08,
+    "speech_rate": 0.08,
+    "loudness": 0.07,
+    "noise": 0.07,
+    "transcription": 0.08,
+    "self_cognition": 0.07,
+    "text_arithmetic": 0.10,
+    "text_chat": 0.05,
+}
+assert set(TASK_WEIGHTS) == set(TASK_NAMES), "every task needs a weight"
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    root: Path
+    train: Path  # train.jsonl (its audio is train.npz beside it)
+    eval: Path
+    manifest: Path
+
+
+def task_schedule(n: int, seed: int, split: Split, weights: dict[str, float] | None = None) -> list[str]:
+    """Which task each of the ``n`` samples gets: counts proportional to the weights (largest remainder,
+    at least one of each task when ``n`` allows), in a seeded random order."""
+    weights = weights or TASK_WEIGHTS
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    unknown = set(weights) - set(TASK_NAMES)
+    if unknown:
+        raise ValueError(f"unknown tasks in weights: {sorted(unknown)}")
+    names = [t for t in TASK_NAMES if weights.get(t, 0) > 0]
+    w = np.array([weights[t] for t in names], dtype=np.float64)
+    if len(names) == 0 or np.any(w < 0):
+        raise ValueError("weights must be non-negative with at least one positive")
+    exact = n * w / w.sum()
+    counts = np.floor(exact).astype(int)
+    if n >= len(names):
+        counts = np.maximum(counts, 1)
+    while counts.sum() > n:  # the minimum of one per task overshot: take from the largest
+        counts[int(np.argmax(counts))] -= 1
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    i = 0
+    while counts.sum() < n:
+        counts[order[i % len(names)]] += 1
+        i += 1
+    tasks = [t for t, c in zip(names, counts, strict=True) for _ in range(c)]
+    rng = np.random.default_rng([seed, SPLITS.index(split), 0xC0FFEE])
+    return [tasks[j] for j in rng.permutation(len(tasks))]
+
+
+def make_sample(task: str, seed: int, split: Split, index: int) -> Sample:
+    """Sample ``index`` of ``split``: a pure function of its arguments."""
+    rng = np.random.default_rng([seed, SPLITS.index(split), index])
+    cot = task not in TEXT_ONLY_TASKS and bool(rng.random() < AUDIO_COT_RATE)
+    return generate(task, rng, split, cot)
+
+
+def _to_int16(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+
+
+def _work(args: tuple[str, int, Split, int]) -> tuple[np.ndarray | None, dict[str, Any]]:
+    s = make_sample(*args)
+    record = {
+        "task": s.task,
+        "user_text": s.user_text,
+        "think": s.think,
+        "answer": s.answer,
+        "label": s.label,
+        "meta": s.meta,
+        "has_audio": s.audio is not None,
+    }
+    return (None if s.audio is None else _to_int16(s.audio)), record
+
+
+def _worker_init() -> None:
+    # One BLAS/ORT thread per worker: the pool already uses one process per core.
+    import os
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _build_split(split: Split, n: int, seed: int, out_dir: Path, workers: int, pool: Any) -> Counter[str]:
+    jobs = [(t, seed, split, i) for i, t in enumerate(task_schedule(n, seed, split))]
+    results = pool.imap(_work, jobs, chunksize=8) if pool is not None else map(_work, jobs)
+    clips: list[np.ndarray] = []
+    offsets = [0]
+    counts: Counter[str] = Counter()
+    with (out_dir / f"{split}.jsonl").open("w") as f:
+        for audio, rec in tqdm(results, total=n, desc=f"synth {split}", unit="sample"):
+            if audio is not None:
+                clips.append(audio)
+            offsets.append(offsets[-1] + (0 if audio is None else len(audio)))
+            counts[rec["task"]] += 1
+            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    audio_all = np.concatenate(clips) if clips else np.zeros(0, np.int16)
+    np.savez(out_dir / f"{split}.npz", audio=audio_all, offsets=np.asarray(offsets, dtype=np.int64))
+    return counts
+
+
+def build_dataset(n_train: int, n_eval: int, out_dir: Path, seed: int = 0, workers: int = 2) -> DatasetPaths:
+    """Synthesize ``n_train`` training and ``n_eval`` held-out samples into ``out_dir``."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    counts: dict[str, dict[str, int]] = {}
+    # spawn, not fork: the caller (the training CLI) may have torch threads running, and forking a
+    # threaded process can deadlock.
+    pool_cm = None if workers == 1 else mp.get_context("spawn").Pool(workers, initializer=_worker_init)
+    try:
+        for split, n in (("train", n_train), ("eval", n_eval)):
+            counts[split] = dict(_build_split(split, n, seed, out_dir, workers, pool_cm))  # type: ignore[arg-type]
+    finally:
+        if pool_cm is not None:
+            pool_cm.close()
+            pool_cm.join()
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "seed": seed,
+        "n_train": n_train,
+        "n_eval": n_eval,
+        "sample_rate": 16000,
+        "task_weights": TASK_WEIGHTS,
+        "audio_cot_rate": AUDIO_COT_RATE,
+        "counts": counts,
+        "build_seconds": round(time.perf_counter() - t0, 2),
+        "workers": workers,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return DatasetPaths(out_dir, out_dir / "train.jsonl", out_dir / "eval.jsonl", out_dir / "manifest.json")
+
+
+def iter_split(path: Path) -> Iterator[Sample]:
+    """Samples of one split, given its ``.jsonl`` path (the ``.npz`` beside it holds the audio)."""
+    path = Path(path)
+    if path.suffix != ".jsonl":
+        raise ValueError(f"expected a .jsonl split file, got {path}")
+    npz_path = path.with_suffix(".npz")
+    if not path.is_file() or not npz_path.is_file():
+        raise FileNotFoundError(f"split files missing: need {path} and {npz_path}")
+    with np.load(npz_path) as z:
+        audio, offsets = z["audio"], z["offsets"]
+    with path.open() as f:
+        for i, line in enumerate(f):
+            rec = json.loads(line)
+            clip = None
+            if rec["has_audio"]:
+                clip = audio[offsets[i] : offsets[i + 1]].astype(np.float32) / 32768.0
+            yield Sample(
+                rec["task"], clip, rec["user_text"], rec["think"], rec["answer"], rec["label"], rec["meta"]
+            )
+        if i + 2 != len(offsets):
+            raise ValueError(f"{path} has {i + 1} records but {npz_path} has {len(offsets) - 1} clips")
+
+
+def load_split(path: Path) -> list[Sample]:
+    return list(iter_split(path))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-train", type=int, default=20000)
+    ap.add_argument("--n-eval", type=int, default=1000)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args(argv)
+    paths = build_dataset(a.n_train, a.n_eval, a.out, seed=a.seed, workers=a.workers)
+    print(json.loads(paths.manifest.read_text()))
+
+
+if __name__ == "__main__":
+    main()
