@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 # Control-token text never belongs in a transcript (a small or undertrained model may emit any of them).
-_SCRUB = re.compile("|".join(re.escape(t) for t in (*SPECIAL_TOKENS, THINK_OPEN, THINK_CLOSE)))
+# Nor do control characters (NUL breaks TTS front ends); newlines and tabs stay.
+_SCRUB = re.compile(
+    "|".join([*(re.escape(t) for t in (*SPECIAL_TOKENS, THINK_OPEN, THINK_CLOSE)), r"[\x00-\x08\x0b-\x1f\x7f]"])
+)
 
 
 # ----- pipeline events ------------------------------------------------------------------------------------
@@ -198,9 +201,10 @@ class ResponseRun:
         else:
             ctx, _ = await conv.fork()
         try:
+            await self.engine.append_text(ctx, GENERATION_PREFIX if opts.think_budget > 0 else NO_THINK_PREFIX)
+            # After an await: an engine may fill a fork's token list asynchronously.
             self.usage.input_tokens = len(ctx)
             self.usage.input_audio_tokens = ctx.audio_tokens
-            await self.engine.append_text(ctx, GENERATION_PREFIX if opts.think_budget > 0 else NO_THINK_PREFIX)
         except BaseException:
             self.engine.release(ctx)
             raise
