@@ -163,7 +163,8 @@ def save_checkpoint(
     """Write the official layout: config.json, (sharded) safetensors + index, tokenizer, generation config."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.to(dtype) if dtype else v).detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # clone(): parameters may be views into fused tensors (TorchEngine), which safetensors refuses.
+    state = {k: (v.to(dtype) if dtype else v).detach().cpu().clone() for k, v in model.state_dict().items()}
     config = model.config
     if dtype is not None:
         config.torch_dtype = str(dtype).removeprefix("torch.")

@@ -39,7 +39,9 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     max_tokens: int = 2048
     seed: int | None = None
-    stop_token_ids: tuple[int, ...] = ()
+    # None: the tokenizer's stop ids (<|EOT|>, <|endoftext|>, <|im_end|>); a tuple replaces them
+    # (an empty tuple never stops early, for benchmarks).
+    stop_token_ids: tuple[int, ...] | None = None
     # Maximum number of tokens generated inside the open ``<think>`` block. When it runs out the
     # engine itself appends the think-close sequence (``think_close_ids``) and the reply follows.
     think_budget: int | None = None

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers.activations import ACT2FN
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 from stepaudio_rt.model.audio_frontend import audio_token_count, log_mel_spectrogram
@@ -110,6 +111,8 @@ class TorchEngine(Engine):
             device=self.device,
         )
         self._think_close = tuple(tokenizer.encode(THINK_CLOSE + "\n"))
+        self._act = ACT2FN[cfg.hidden_act]
+        self._fuse_projections()
         self._states: dict[int, _CtxState] = {}
         self._next_id = 0
         self._id_lock = threading.Lock()
@@ -131,6 +134,26 @@ class TorchEngine(Engine):
     ) -> TorchEngine:
         ckpt = load_checkpoint(path, device=device, dtype=dtype, progress=progress)
         return cls(ckpt.model, ckpt.tokenizer, max_contexts=max_contexts, max_context_tokens=max_context_tokens)
+
+    def _fuse_projections(self) -> None:
+        """Fuse q/k/v and gate/up into one matmul each, as vLLM's ``qkv_proj`` / ``gate_up_proj``.
+
+        The original modules' parameters are re-pointed at slices of the fused tensors, so the model
+        keeps its checkpoint names and its full-sequence forward, and no weight is stored twice.
+        """
+        self._qkv: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self._gate_up: list[torch.Tensor] = []
+        for layer in self.model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            projs = (attn.q_proj, attn.k_proj, attn.v_proj)
+            w = torch.cat([m.weight.detach() for m in projs])
+            b = torch.cat([m.bias.detach() for m in projs]) if projs[0].bias is not None else None
+            _repoint(projs, w, b)
+            self._qkv.append((w, b))
+            gu = torch.cat([mlp.gate_proj.weight.detach(), mlp.up_proj.weight.detach()])
+            _repoint((mlp.gate_proj, mlp.up_proj), gu, None)
+            self._gate_up.append(gu)
+        self._qkv_split = [self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim]
 
     # ------------------------------------------------------------------ public API (any thread)
 
@@ -328,9 +351,10 @@ class TorchEngine(Engine):
         for i, layer in enumerate(self.model.model.layers):
             attn = layer.self_attn
             h = layer.input_layernorm(x)
-            q = attn.q_proj(h).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            q, k, v = F.linear(h, *self._qkv[i]).split(self._qkv_split, dim=-1)
+            q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+            k = k.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            v = v.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
             kc, vc = self.cache.k[i], self.cache.v[i]
             if b == 1:
@@ -343,7 +367,8 @@ class TorchEngine(Engine):
                 keys, values = kc[slot_idx, :, :longest], vc[slot_idx, :, :longest]
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
             x = x + attn.o_proj(out.transpose(1, 2).reshape(b, t, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            gate, up = F.linear(layer.post_attention_layernorm(x), self._gate_up[i]).chunk(2, dim=-1)
+            x = x + layer.mlp.down_proj(self._act(gate) * up)
         return self.model.model.norm(x)
 
     # ------------------------------------------------------------------ streams
@@ -407,7 +432,8 @@ class TorchEngine(Engine):
             token = sample_token(logits, p, s.generator, seen)
         index = s.generated
         s.generated += 1
-        if token in self.tokenizer.stop_token_ids and not forced:
+        stops = self.tokenizer.stop_token_ids if p.stop_token_ids is None else p.stop_token_ids
+        if token in stops and not forced:
             self._finish(s, "stop", token_id=token, index=index)
             return
         in_think = s.in_think
@@ -447,6 +473,17 @@ class TorchEngine(Engine):
             return
         s.emit(TokenDelta(token_id, "", s.generated if index is None else index, s.in_think, finish_reason=reason))
         s.emit(_DONE)
+
+
+def _repoint(modules: Sequence[torch.nn.Linear], weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """Make each module's weight (and bias) a view of consecutive rows of the fused tensors."""
+    row = 0
+    for m in modules:
+        n = m.weight.shape[0]
+        m.weight = torch.nn.Parameter(weight[row : row + n], requires_grad=False)
+        if bias is not None:
+            m.bias = torch.nn.Parameter(bias[row : row + n], requires_grad=False)
+        row += n
 
 
 _NO_JOB: Callable[[], None] = lambda: None  # noqa: E731 - sentinel: nothing queued, just decode
