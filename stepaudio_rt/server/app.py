@@ -69,7 +69,14 @@ def create_app(settings: Settings, engine: Engine | None = None, tts: TTSBackend
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
         state: ServerState = app.state.realtime
-        return {"status": "ok", "model": settings.model_name, "sessions": len(state.sessions)}
+        stats = getattr(state.engine, "stats", None)
+        return {
+            "status": "ok",
+            "model": settings.model_name,
+            "sessions": len(state.sessions),
+            "active_responses": sum(1 for s in state.sessions if s.response is not None),
+            "engine": stats() if callable(stats) else {},
+        }
 
     @app.get("/metrics")
     async def metrics() -> Response:

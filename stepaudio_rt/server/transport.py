@@ -64,6 +64,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await ws.accept(subprotocol=neg.subprotocol)
         session = RealtimeSession(state, neg, outbox.put_nowait)
         state.sessions.add(session)
+        state.reserved -= 1  # the reservation became a registered session
         state.metrics.sessions.inc()
         state.metrics.sessions_total.inc()
         writer = asyncio.create_task(_writer(ws, outbox), name=f"writer-{session.config.id}")
@@ -76,8 +77,9 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await ws.close(code=CLOSE_INTERNAL)
     finally:
-        state.reserved -= 1
-        if session is not None:
+        if session is None:
+            state.reserved -= 1
+        else:
             state.sessions.discard(session)
             state.metrics.sessions.dec()
             await session.aclose()
