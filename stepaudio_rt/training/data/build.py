@@ -1,9 +1,10 @@
 """Build the synthetic spoken-task dataset to disk, and load it back.
 
 On-disk format, per split (``train``, ``eval``) in ``out_dir``:
-- ``{split}.npz``: ``audio`` (all clips concatenated, int16 at 16 kHz) and ``offsets`` (int64, n + 1);
-  clip i is ``audio[offsets[i]:offsets[i + 1]]``. int16 halves the size of float32 at no audible cost.
-- ``{split}.jsonl``: one JSON object per sample (task, user_text, think, answer, label, meta, has_audio).
+- ``{split}.flac``: all clips concatenated, 16-bit at 16 kHz. Lossless FLAC is ~45% of raw int16 (the
+  silent padding and tones compress well), i.e. ~0.6 GB instead of ~2.4 GB (float32) for 20k samples.
+- ``{split}.jsonl``: one JSON object per sample (task, user_text, think, answer, label, meta, and
+  ``audio_start``/``audio_len`` in samples into the FLAC, or ``audio_len`` -1 for text-only samples).
 - ``manifest.json``: seed, sizes, task weights, counts and build time.
 
 Determinism: sample i of a split is generated from its own RNG seeded by (seed, split, i), and the pool
@@ -25,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
+from stepaudio_rt.training.data.signals import SAMPLE_RATE
 from stepaudio_rt.training.data.tasks import SPLITS, TASK_NAMES, TEXT_ONLY_TASKS, Sample, Split, generate
 
 FORMAT_VERSION = 1
@@ -53,7 +56,7 @@ assert set(TASK_WEIGHTS) == set(TASK_NAMES), "every task needs a weight"
 @dataclass(frozen=True)
 class DatasetPaths:
     root: Path
-    train: Path  # train.jsonl (its audio is train.npz beside it)
+    train: Path  # train.jsonl (its audio is train.flac beside it)
     eval: Path
     manifest: Path
 
@@ -107,7 +110,6 @@ def _work(args: tuple[str, int, Split, int]) -> tuple[np.ndarray | None, dict[st
         "answer": s.answer,
         "label": s.label,
         "meta": s.meta,
-        "has_audio": s.audio is not None,
     }
     return (None if s.audio is None else _to_int16(s.audio)), record
 
@@ -120,21 +122,26 @@ def _worker_init() -> None:
         os.environ.setdefault(var, "1")
 
 
-def _build_split(split: Split, n: int, seed: int, out_dir: Path, workers: int, pool: Any) -> Counter[str]:
+def _build_split(split: Split, n: int, seed: int, out_dir: Path, pool: Any) -> Counter[str]:
     jobs = [(t, seed, split, i) for i, t in enumerate(task_schedule(n, seed, split))]
     results = pool.imap(_work, jobs, chunksize=8) if pool is not None else map(_work, jobs)
-    clips: list[np.ndarray] = []
-    offsets = [0]
     counts: Counter[str] = Counter()
-    with (out_dir / f"{split}.jsonl").open("w") as f:
+    pos = 0
+    with (
+        (out_dir / f"{split}.jsonl").open("w") as f,
+        sf.SoundFile(
+            out_dir / f"{split}.flac", "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16"
+        ) as audio_f,
+    ):
         for audio, rec in tqdm(results, total=n, desc=f"synth {split}", unit="sample"):
-            if audio is not None:
-                clips.append(audio)
-            offsets.append(offsets[-1] + (0 if audio is None else len(audio)))
+            if audio is None:
+                rec["audio_start"], rec["audio_len"] = pos, -1
+            else:
+                audio_f.write(audio)
+                rec["audio_start"], rec["audio_len"] = pos, len(audio)
+                pos += len(audio)
             counts[rec["task"]] += 1
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    audio_all = np.concatenate(clips) if clips else np.zeros(0, np.int16)
-    np.savez(out_dir / f"{split}.npz", audio=audio_all, offsets=np.asarray(offsets, dtype=np.int64))
     return counts
 
 
@@ -151,7 +158,7 @@ def build_dataset(n_train: int, n_eval: int, out_dir: Path, seed: int = 0, worke
     pool_cm = None if workers == 1 else mp.get_context("spawn").Pool(workers, initializer=_worker_init)
     try:
         for split, n in (("train", n_train), ("eval", n_eval)):
-            counts[split] = dict(_build_split(split, n, seed, out_dir, workers, pool_cm))  # type: ignore[arg-type]
+            counts[split] = dict(_build_split(split, n, seed, out_dir, pool_cm))  # type: ignore[arg-type]
     finally:
         if pool_cm is not None:
             pool_cm.close()
@@ -161,7 +168,7 @@ def build_dataset(n_train: int, n_eval: int, out_dir: Path, seed: int = 0, worke
         "seed": seed,
         "n_train": n_train,
         "n_eval": n_eval,
-        "sample_rate": 16000,
+        "sample_rate": SAMPLE_RATE,
         "task_weights": TASK_WEIGHTS,
         "audio_cot_rate": AUDIO_COT_RATE,
         "counts": counts,
@@ -173,26 +180,29 @@ def build_dataset(n_train: int, n_eval: int, out_dir: Path, seed: int = 0, worke
 
 
 def iter_split(path: Path) -> Iterator[Sample]:
-    """Samples of one split, given its ``.jsonl`` path (the ``.npz`` beside it holds the audio)."""
+    """Samples of one split, given its ``.jsonl`` path (the ``.flac`` beside it holds the audio)."""
     path = Path(path)
     if path.suffix != ".jsonl":
         raise ValueError(f"expected a .jsonl split file, got {path}")
-    npz_path = path.with_suffix(".npz")
-    if not path.is_file() or not npz_path.is_file():
-        raise FileNotFoundError(f"split files missing: need {path} and {npz_path}")
-    with np.load(npz_path) as z:
-        audio, offsets = z["audio"], z["offsets"]
+    flac_path = path.with_suffix(".flac")
+    if not path.is_file() or not flac_path.is_file():
+        raise FileNotFoundError(f"split files missing: need {path} and {flac_path}")
     with path.open() as f:
-        for i, line in enumerate(f):
-            rec = json.loads(line)
-            clip = None
-            if rec["has_audio"]:
-                clip = audio[offsets[i] : offsets[i + 1]].astype(np.float32) / 32768.0
-            yield Sample(
-                rec["task"], clip, rec["user_text"], rec["think"], rec["answer"], rec["label"], rec["meta"]
-            )
-        if i + 2 != len(offsets):
-            raise ValueError(f"{path} has {i + 1} records but {npz_path} has {len(offsets) - 1} clips")
+        records = [json.loads(line) for line in f]
+    needed = max((r["audio_start"] + r["audio_len"] for r in records if r["audio_len"] >= 0), default=0)
+    audio = np.zeros(0, np.int16)
+    if needed > 0:  # a split of text-only samples has an empty FLAC, which libsndfile cannot open
+        audio, sr = sf.read(flac_path, dtype="int16", always_2d=False)
+        if sr != SAMPLE_RATE:
+            raise ValueError(f"{flac_path} is at {sr} Hz, expected {SAMPLE_RATE}")
+        if needed > len(audio):
+            raise ValueError(f"{path}: records point past the end of {flac_path}")
+    for rec in records:
+        start, length = rec["audio_start"], rec["audio_len"]
+        clip = None if length < 0 else audio[start : start + length].astype(np.float32) / 32768.0
+        yield Sample(
+            rec["task"], clip, rec["user_text"], rec["think"], rec["answer"], rec["label"], rec["meta"]
+        )
 
 
 def load_split(path: Path) -> list[Sample]:

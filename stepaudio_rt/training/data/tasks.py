@@ -375,7 +375,8 @@ def _female(v: synth.Voice) -> bool:
 
 
 def _not_female(v: synth.Voice) -> bool:
-    return not v.is_female
+    # croak is creaky phonation: no stable F0 (pYIN finds no voicing), so "high or low" is ill-posed.
+    return not v.is_female and v.variant != "croak"
 
 
 def gen_voice_pitch(rng: np.random.Generator, split: Split, cot: bool) -> Sample:
