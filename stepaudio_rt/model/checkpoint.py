@@ -202,3 +202,46 @@ def save_checkpoint(
     }
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     return out
+
+
+@dataclass
+class CheckpointReport:
+    path: Path
+    config: StepAudio2Config
+    parameters: dict[str, int]  # per top-level module
+    tensors: int
+    dtypes: dict[str, int]
+    special_tokens: dict[str, int]
+    problems: list[str]
+
+
+def verify_checkpoint(path_or_id: str | Path, check_values: bool = True, progress: bool = True) -> CheckpointReport:
+    """Check every tensor's name, shape and (optionally) finiteness without building the model in memory."""
+    ckpt_dir = resolve_checkpoint_dir(path_or_id)
+    config = StepAudio2Config.from_file(ckpt_dir / "config.json")
+    expected = expected_shapes(build_empty_model(config))
+    files = tensor_files(ckpt_dir)
+    problems: list[str] = []
+    try:
+        check_tensor_names(expected, files)
+    except CheckpointError as exc:
+        problems.append(str(exc))
+    params: dict[str, int] = {}
+    dtypes: dict[str, int] = {}
+    bar = tqdm(total=len(files), desc="verifying", unit="tensor", disable=not progress)
+    for name, tensor in iter_tensors(files):
+        bar.update()
+        dtypes[str(tensor.dtype).removeprefix("torch.")] = dtypes.get(str(tensor.dtype).removeprefix("torch."), 0) + 1
+        params[name.split(".")[0]] = params.get(name.split(".")[0], 0) + tensor.numel()
+        if name in expected and tuple(tensor.shape) != expected[name]:
+            problems.append(f"tensor {name} has shape {tuple(tensor.shape)}, the config implies {expected[name]}")
+        elif check_values and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            problems.append(f"tensor {name} holds NaN or Inf values")
+    bar.close()
+    special: dict[str, int] = {}
+    try:
+        tok = StepAudioTokenizer.from_pretrained(ckpt_dir)
+        special = {name: getattr(tok.ids, name) for name in ("bot", "eot", "audio_start", "audio_end", "audio_patch")}
+    except (ValueError, OSError) as exc:
+        problems.append(f"tokenizer: {exc}")
+    return CheckpointReport(ckpt_dir, config, params, len(files), dtypes, special, problems)

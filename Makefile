@@ -1,0 +1,51 @@
+# stepaudio-rt: every install step the project needs lives here (CI runs `make test` via .ci/run).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch is pinned: 2.13.0 resolves to the local CPU build; an unpinned torch pulls a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+APT_PACKAGES := espeak-ng chromium
+
+.PHONY: serve test install install-dev system-deps lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Runtime install: server + Piper TTS (GPL-3.0 extra, kept optional in pyproject).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[tts]'
+	touch $@
+
+# Development install: + training and test extras.
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[tts,train,test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Debian packages the tests use: espeak-ng (test voices, training data) and Chromium (browser test).
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	else echo "not root: install $(APT_PACKAGES) with your package manager"; fi
+
+# The main job: the realtime server on the bundled demo checkpoint (http://127.0.0.1:8000/).
+serve: install
+	$(BIN)/stepaudio-rt serve
+
+test: install-dev system-deps
+	$(BIN)/ruff check stepaudio_rt tests
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q -ra
+
+lint: install-dev
+	$(BIN)/ruff check stepaudio_rt tests
+
+bench: install-dev
+	$(BIN)/stepaudio-rt bench engine
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
