@@ -130,14 +130,19 @@ async def run_bench(
         engine.release(c)
     result["prefill_452_text_ms"] = round(1000 * statistics.median(times), 1)
 
-    for batch in (1, 8):
-        forks = [engine.fork(ctx) for _ in range(batch)]
-        steps = await _decode(engine, forks, new_tokens)
-        for f in forks:
-            engine.release(f)
-        ms = 1000 * statistics.median(steps)
-        result[f"decode_batch{batch}_ms_per_step"] = round(ms, 2)
-        result[f"decode_batch{batch}_tokens_per_s"] = round(batch * 1000 / ms, 1)
+    graphs = engine._graphs
+    modes = [("eager", None)] + ([("cuda_graphs", graphs)] if graphs is not None else [])
+    for mode, graph_runner in modes:  # same engine, same weights: eager vs graphed decode side by side
+        engine._graphs = graph_runner
+        for batch in (1, 8):
+            forks = [engine.fork(ctx) for _ in range(batch)]
+            steps = await _decode(engine, forks, new_tokens)
+            for f in forks:
+                engine.release(f)
+            ms = 1000 * statistics.median(steps)
+            key = "decode" if mode == "eager" else f"decode_{mode}"
+            result[f"{key}_batch{batch}_ms_per_step"] = round(ms, 2)
+            result[f"{key}_batch{batch}_tokens_per_s"] = round(batch * 1000 / ms, 1)
     if device.startswith("cuda"):
         result["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 1)
     await engine.aclose()
