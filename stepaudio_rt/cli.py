@@ -63,6 +63,105 @@ def inspect(
     console.print("[green]all tensors verified[/green]")
 
 
+@app.command()
+def talk(
+    wav: Annotated[Path | None, typer.Argument(help="question audio (WAV/FLAC, any rate); or use --mic")] = None,
+    url: Annotated[str, typer.Option(help="server: host:port, http(s)://host:port or ws://.../v1/realtime")] = (
+        "http://127.0.0.1:8000"
+    ),
+    out: Annotated[Path, typer.Option(help="where to save the reply audio (24 kHz WAV)")] = Path("reply.wav"),
+    mic: Annotated[float | None, typer.Option(help="record this many seconds from the microphone instead")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", help="API key (if the server has one)")] = None,
+    model: str = "step-audio-r1",
+    manual: Annotated[bool, typer.Option(help="commit + response.create instead of server VAD")] = False,
+    speed: Annotated[float, typer.Option(help="audio pace: 1 = real time; inf = as fast as possible")] = 1.0,
+    chunk_ms: Annotated[int, typer.Option(help="audio per append event (20-100 ms is typical)")] = 40,
+    reasoning: Annotated[bool, typer.Option(help="ask for and print the model's reasoning")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the reply")] = 120.0,
+) -> None:
+    """Ask a spoken question: stream a WAV (or the microphone) to a server, print the reasoning (dimmed)
+    and the reply as they stream, save the reply audio and print the first-packet latency."""
+    import asyncio
+
+    from stepaudio_rt.clients.realtime_client import RealtimeError
+    from stepaudio_rt.clients.talk import TalkOptions, load_input
+    from stepaudio_rt.clients.talk import talk as run_talk
+    from stepaudio_rt.clients.wav_stream import AudioInputError
+
+    opts = TalkOptions(url=url, api_key=api_key, model=model, out=out, manual=manual, speed=speed,
+                       chunk_ms=chunk_ms, reasoning=reasoning, timeout_s=timeout)
+    try:
+        turn = asyncio.run(run_talk(load_input(wav, mic), opts, console))
+    except (AudioInputError, RealtimeError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if turn.status not in ("completed", "incomplete"):
+        raise typer.Exit(1)
+
+
+@bench_app.callback(invoke_without_command=True)
+@bench_app.command("latency")
+def bench_latency_cmd(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option(help="server speaking the Realtime protocol (ours or another)")] = (
+        "http://127.0.0.1:8000"
+    ),
+    n: Annotated[int, typer.Option(help="turns per concurrency level")] = 16,
+    concurrency: Annotated[str, typer.Option(help="comma-separated concurrency levels")] = "1,2,4,8",
+    out: Annotated[Path, typer.Option(help="folder for latency.json, CSVs and latency_cdf.png")] = Path(
+        "bench-latency"
+    ),
+    bigbench: Annotated[Path | None, typer.Option(help="folder of BIG-bench task JSON to speak")] = None,
+    wav_dir: Annotated[Path | None, typer.Option(help="folder of recorded questions (WAV/FLAC)")] = None,
+    questions: Annotated[int, typer.Option(help="distinct questions (cycled)")] = 8,
+    chunk_ms: Annotated[int, typer.Option(help="audio per append event, 20-100 ms")] = 40,
+    speed: Annotated[float, typer.Option(help="audio pace; anything but 1 is flagged in the results")] = 1.0,
+    stagger: Annotated[float, typer.Option(help="seconds between worker starts")] = 0.5,
+    trailing_silence: Annotated[float, typer.Option(help="seconds of silence after each question")] = 2.0,
+    manual: Annotated[bool, typer.Option(help="commit + response.create instead of server VAD")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a reply")] = 60.0,
+    api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY")] = None,
+    model: str = "step-audio-r1",
+    fast: Annotated[bool, typer.Option(help="smoke run: n=2, concurrency 1,2 (real-time pace kept)")] = False,
+) -> None:
+    """First-packet latency: N spoken questions at each concurrency level, p50/p90/p95/p99 per clock.
+
+    `stepaudio-rt bench --url ...` (no subcommand) runs this too."""
+    if ctx.invoked_subcommand is not None:
+        return  # `bench engine` / `bench gpu`: the group callback has nothing to do
+    import asyncio
+
+    from stepaudio_rt.clients.latency_bench import BenchConfig, run_bench
+    from stepaudio_rt.clients.wav_stream import AudioInputError
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError:
+        console.print(f"[red]error:[/red] --concurrency must be comma-separated integers, got {concurrency!r}")
+        raise typer.Exit(2) from None
+    opts = dict(url=url, api_key=api_key, model=model, out_dir=out, bigbench_dir=bigbench, wav_dir=wav_dir,
+                chunk_ms=chunk_ms, speed=speed, manual=manual, timeout_s=timeout)
+    if fast:
+        cfg = BenchConfig.fast(**opts)
+    else:
+        cfg = BenchConfig(n=n, concurrency=levels, questions=questions, stagger_s=stagger,
+                          trailing_silence_s=trailing_silence, **opts)  # type: ignore[arg-type]
+    try:
+        result = asyncio.run(run_bench(cfg))
+    except (AudioInputError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"first-packet latency (ms), {result['server']}")
+    for col in ("concurrency", "clock", "n", "mean", "p50", "p90", "p95", "p99", "errors", "timeouts"):
+        table.add_column(col)
+    for level, s in result["levels"].items():
+        for clock, st in s["first_packet_s"].items():
+            ms = [("-" if st[k] is None else f"{st[k] * 1000:.0f}") for k in ("mean", "p50", "p90", "p95", "p99")]
+            table.add_row(level, clock, str(st["n"]), *ms, str(s["errors"]), str(s["timeouts"]))
+    console.print(table)
+    console.print(f"results: {cfg.out_dir}/latency.json, latency_turns.csv, latency_summary.csv, latency_cdf.png")
+
+
 @bench_app.command("engine")
 def bench_engine_cmd(
     prompt_tokens: int = 256,

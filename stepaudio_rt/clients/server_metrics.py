@@ -1,0 +1,57 @@
+"""The server-reported per-stage latency breakdown, read from Prometheus ``/metrics``.
+
+Our server reports no per-turn timings on the wire (``response.done`` carries only the standard fields,
+which strict clients require), but it exports histograms: ``stepaudio_rt_stage_seconds{stage=...}``
+(finalize = end-of-turn prefill, prefill, reasoning, tts_first_chunk) and
+``stepaudio_rt_first_packet_seconds``. Scraping them before and after a benchmark level and dividing the
+growth of ``_sum`` by the growth of ``_count`` gives the mean of each stage over exactly that level's
+responses. Servers without these metrics (any other implementation) simply yield no breakdown.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Snapshot = dict[str, tuple[float, float]]  # stage -> (sum, count)
+
+STAGE_METRIC = "stepaudio_rt_stage_seconds"
+FIRST_PACKET_METRIC = "stepaudio_rt_first_packet_seconds"
+
+
+def scrape(root_url: str, timeout: float = 5.0) -> Snapshot | None:
+    """Stage histograms' (sum, count) from ``root_url/metrics``; None when unavailable or absent."""
+    try:
+        with urllib.request.urlopen(root_url.rstrip("/") + "/metrics", timeout=timeout) as resp:  # noqa: S310
+            text = resp.read().decode("utf-8", errors="replace")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    snap: dict[str, list[float]] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            if family.name not in (STAGE_METRIC, FIRST_PACKET_METRIC):
+                continue
+            for sample in family.samples:
+                stage = sample.labels.get("stage", "server_first_packet")
+                slot = snap.setdefault(stage, [0.0, 0.0])
+                if sample.name.endswith("_sum"):
+                    slot[0] = sample.value
+                elif sample.name.endswith("_count"):
+                    slot[1] = sample.value
+    except ValueError:
+        return None  # not Prometheus text: some other server's /metrics page
+    return {k: (v[0], v[1]) for k, v in snap.items()} or None
+
+
+def stage_means(before: Snapshot | None, after: Snapshot | None) -> dict[str, dict[str, float]] | None:
+    """Mean seconds and response count per stage between two snapshots (None without both)."""
+    if before is None or after is None:
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for stage, (total, count) in after.items():
+        total0, count0 = before.get(stage, (0.0, 0.0))
+        if count - count0 > 0:
+            out[stage] = {"mean_s": round((total - total0) / (count - count0), 4), "count": int(count - count0)}
+    return out
