@@ -12,6 +12,7 @@ from fastapi import FastAPI, Response
 from stepaudio_rt.model.engine import Engine
 from stepaudio_rt.server.state import ServerState
 from stepaudio_rt.server.transport import realtime_endpoint
+from stepaudio_rt.server.web import mount_web
 from stepaudio_rt.settings import Settings
 from stepaudio_rt.streaming.tts import TTSBackend, create_tts
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings, engine: Engine | None = None, tts: TTSBackend
         }
 
     app.add_api_websocket_route("/v1/realtime", realtime_endpoint)
+    mount_web(app)  # the browser page at / (stepaudio_rt/server/web.py)
     return app
 
 
