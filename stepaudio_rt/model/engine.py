@@ -108,6 +108,10 @@ class Engine(abc.ABC):
 
     tokenizer: StepAudioTokenizer
     max_context_tokens: int
+    # The checkpoint's generation_config.json. Besides HF's sampling keys, checkpoints built by this
+    # project carry serving defaults the model was trained with: "default_system_prompt" and
+    # "audio_chunk_seconds" (the listen-while-thinking chunk length).
+    generation_config: dict = {}  # noqa: RUF012 - replaced per instance
 
     @abc.abstractmethod
     def new_context(self) -> Context: ...

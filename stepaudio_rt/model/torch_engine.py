@@ -138,7 +138,9 @@ class TorchEngine(Engine):
         progress: bool = True,
     ) -> TorchEngine:
         ckpt = load_checkpoint(path, device=device, dtype=dtype, progress=progress)
-        return cls(ckpt.model, ckpt.tokenizer, max_contexts=max_contexts, max_context_tokens=max_context_tokens)
+        engine = cls(ckpt.model, ckpt.tokenizer, max_contexts=max_contexts, max_context_tokens=max_context_tokens)
+        engine.generation_config = ckpt.generation_config
+        return engine
 
     def _fuse_projections(self) -> None:
         """Fuse q/k/v and gate/up into one matmul each, as vLLM's ``qkv_proj`` / ``gate_up_proj``.
