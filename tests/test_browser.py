@@ -119,3 +119,41 @@ def test_page_reports_unreachable_server(live_server: LiveServer, playwright_ses
     finally:
         browser.close()
     assert "Cannot reach the server at ws://127.0.0.1:9/v1/realtime" in status
+
+
+@pytest.fixture(scope="module")
+def interrupting_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A question, 3 s of silence (the reply starts playing), then the user speaks over the reply."""
+    q, sr = speak_espeak("What is two plus three?")
+    again, sr2 = speak_espeak("Wait, stop, tell me about the sea instead.")
+    assert sr == sr2
+    wav = resample(np.concatenate([pad(q, sr, 0.5, 3.0), pad(again, sr, 0.0, 12.0)]), sr, 48000)
+    path = tmp_path_factory.mktemp("browser-barge") / "interrupt.wav"
+    sf.write(path, np.clip(wav, -1, 1), 48000, subtype="PCM_16")
+    return path
+
+
+def test_page_barge_in_stops_playback_and_truncates(
+    live_server: LiveServer, interrupting_wav: Path, playwright_session: object
+) -> None:
+    browser = _launch(
+        playwright_session,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={interrupting_wav}",
+    )
+    try:
+        page = browser.new_page()
+        page.goto(live_server.http + "/")
+        page.click("#start")
+        # Speaking over the playing reply clears the player and tells the server what was heard.
+        page.wait_for_function(
+            "Number(document.body.dataset.bargeIns || 0) >= 1 && Number(document.body.dataset.truncated || 0) >= 1",
+            timeout=60_000,
+        )
+        # The interruption is itself a question: it gets its own answer.
+        page.wait_for_function("Number(document.body.dataset.responses || 0) >= 2", timeout=60_000)
+        users = page.locator("#transcript .user").count()
+    finally:
+        browser.close()
+    assert users >= 2

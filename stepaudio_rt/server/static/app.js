@@ -61,6 +61,11 @@ function bufferFromB64(b64) {
   return bytes.buffer;
 }
 
+// Counters on <body data-*> let tests (and curious users in devtools) see what happened.
+function bump(name) {
+  document.body.dataset[name] = String(Number(document.body.dataset[name] || 0) + 1);
+}
+
 function send(event) {
   if (live && live.ws.readyState === WebSocket.OPEN) live.ws.send(JSON.stringify(event));
 }
@@ -201,7 +206,10 @@ function onEvent(ev) {
   switch (ev.type) {
     case "input_audio_buffer.speech_started":
       ui.mic.textContent = "hearing you";
-      if (playingItem) live.player.port.postMessage({ type: "clear" }); // barge-in: stop playback now
+      if (playingItem) {
+        live.player.port.postMessage({ type: "clear" }); // barge-in: stop playback now
+        bump("bargeIns");
+      }
       break;
     case "input_audio_buffer.speech_stopped":
       ui.mic.textContent = "listening";
@@ -248,12 +256,15 @@ function onEvent(ev) {
         if (status === "cancelled") current.line.parentElement.classList.add("cancelled");
         current.line.parentElement.dataset.status = status;
       }
-      document.body.dataset.responses = String(Number(document.body.dataset.responses || 0) + 1);
+      bump("responses");
       setStatus(status === "failed" ? `The response failed: ${ev.response.status_details?.error?.message || ""}`
         : "Listening. Ask another question, or speak over the answer to interrupt.", status === "failed");
       current = null;
       break;
     }
+    case "conversation.item.truncated":
+      bump("truncated");
+      break;
     case "error":
       setStatus(`Server error: ${ev.error.message}`, true);
       break;
