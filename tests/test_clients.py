@@ -6,6 +6,8 @@ streams speech, the server ends the turn, and reasoning, transcript, audio and t
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -168,3 +170,6 @@ def test_talk_bad_inputs(tmp_path) -> None:
     sf.write(wav, np.zeros(2400, np.float32), 24000)
     down = runner.invoke(app, ["talk", str(wav), "--url", "127.0.0.1:9"])
     assert down.exit_code == 2 and "cannot connect" in down.output
+    if importlib.util.find_spec("sounddevice") is None:
+        mic = runner.invoke(app, ["talk", "--mic", "2"])
+        assert mic.exit_code == 2 and "sounddevice" in mic.output
