@@ -1,0 +1,111 @@
+"""The demo recipe: every knob of ``stepaudio-rt train demo`` in one dataclass, plus the two serving constants
+the trained model depends on.
+
+The defaults are sized so that the whole pipeline (synthesis, tokenizer, frozen-encoder features, SFT)
+finishes in well under 90 minutes on a 2-core CPU with a fixed seed. :meth:`DemoConfig.mini` is the
+miniature used by CI (a few dozen samples, a few steps).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+# The realtime server cuts the user's speech into chunks of this length and appends each as its own
+# <audio_start>...<audio_end> block, encoded alone (listen-while-thinking). Training uses the same cut so
+# the demo model sees at training time exactly what the server feeds it. The server imports this constant.
+LISTEN_CHUNK_SECONDS = 2.0
+
+# The system prompt of every training sample, and the one the server sends by default: a small model only
+# answers well under the system prompt it was trained with.
+DEMO_SYSTEM_PROMPT = "You are a helpful voice assistant. Listen carefully and answer briefly."
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Recipe of the bundled demo checkpoint (data sizes, model dimensions, optimisation)."""
+
+    seed: int = 0
+    # data
+    n_train: int = 12000
+    n_eval: int = 400
+    data_workers: int = 2
+    # tokenizer
+    vocab_size: int = 1024
+    # decoder (Qwen2) and adaptor
+    hidden_size: int = 320
+    num_layers: int = 6
+    num_heads: int = 5
+    num_kv_heads: int = 1
+    intermediate_size: int = 1024
+    adapter_hidden_size: int = 640
+    max_position_embeddings: int = 4096
+    rope_theta: float = 10000.0
+    # optimisation
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1.5e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    save_every: int = 250
+    log_every: int = 10
+    torch_threads: int = 2
+    # export
+    dtype: str = "float16"  # lossless for the fp16 Whisper weights; halves the size
+
+    @classmethod
+    def mini(cls, **overrides: Any) -> DemoConfig:
+        """The CI miniature: same code path, a few dozen samples and a few steps."""
+        base = cls(
+            n_train=40,
+            n_eval=12,
+            data_workers=1,
+            vocab_size=400,
+            hidden_size=64,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            intermediate_size=128,
+            adapter_hidden_size=128,
+            steps=6,
+            batch_size=8,
+            lr=3e-3,
+            warmup_steps=2,
+            save_every=3,
+            log_every=1,
+        )
+        return replace(base, **overrides)
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}"
+            )
+        for name in ("n_train", "steps", "batch_size", "vocab_size", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_eval < 0:
+            raise ValueError(f"n_eval must be >= 0, got {self.n_eval}")
+        if self.dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"dtype must be bfloat16, float16 or float32, got {self.dtype!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DemoConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown DemoConfig keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> DemoConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))

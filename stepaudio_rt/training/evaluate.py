@@ -1,0 +1,210 @@
+"""``stepaudio-rt eval``: held-out accuracy of a checkpoint through the real serving engine.
+
+Every held-out sample (unseen voices, operand pairs and sentences; see ``training.data.tasks``) is fed to
+:class:`~stepaudio_rt.model.torch_engine.TorchEngine` exactly as the realtime server feeds a spoken turn:
+system prompt, user text, the audio cut into ``LISTEN_CHUNK_SECONDS`` chunks each appended (encoded)
+alone, ``<|EOT|>``. The context is then forked and decoded greedily twice: with thinking enabled
+(``<|BOT|>assistant\\n<think>\\n``, the model chooses whether to reason) and with the paper's empty think
+block (``NO_THINK_PREFIX``). Replies are scored by the data set's verifier ``check_answer``.
+
+Reported: accuracy per task and mode, and the self-cognition error rate (replies to "can you hear
+this?"-style prompts that are wrong, and, over every reply, the share that claims it cannot hear).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from stepaudio_rt.model.audio_frontend import split_audio
+from stepaudio_rt.model.engine import Engine, SamplingParams
+from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
+from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS
+from stepaudio_rt.training.plots import plot_task_accuracy
+from stepaudio_rt.training.sft import prompt_segments
+
+MODES: dict[str, str] = {"thinking": GENERATION_PREFIX, "empty_think": NO_THINK_PREFIX}
+# A reply that denies hearing: the self-cognition failure the paper filters out.
+CANNOT_HEAR = re.compile(
+    r"\b(can ?not|can't|unable to|not able to|don't|do not)\s+(hear|listen|process audio)|"
+    r"\b(only|text[- ]based)\s+(text|model|assistant)|\bno audio\b",
+    re.IGNORECASE,
+)
+
+
+async def answer_sample(
+    engine: Engine,
+    user_text: str,
+    audio: Any,
+    modes: dict[str, str] = MODES,
+    max_tokens: int = 96,
+    system_prompt: str = DEMO_SYSTEM_PROMPT,
+    chunk_seconds: float = LISTEN_CHUNK_SECONDS,
+) -> dict[str, str]:
+    """Greedy replies (raw generated text, think block included) for one user turn, per mode."""
+    ctx = engine.new_context()
+    forks = []
+    try:
+        before, after = prompt_segments(user_text, system_prompt)
+        for piece in before:
+            await engine.append_text(ctx, piece)
+        if audio is not None:
+            for chunk in split_audio(audio, chunk_seconds):
+                await engine.append_audio(ctx, chunk)
+        for piece in after:
+            await engine.append_text(ctx, piece)
+        out: dict[str, str] = {}
+        for mode, prefix in modes.items():
+            child = engine.fork(ctx)
+            forks.append(child)
+            await engine.append_text(child, prefix)
+            params = SamplingParams(
+                temperature=0.0, max_tokens=max_tokens, starts_in_think=prefix == GENERATION_PREFIX
+            )
+            out[mode] = "".join([d.text async for d in engine.generate(child, params)])
+        return out
+    finally:
+        for c in forks:
+            engine.release(c)
+        engine.release(ctx)
+
+
+def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
+    per_task: dict[str, dict[str, list[bool]]] = {m: defaultdict(list) for m in modes}
+    claims: dict[str, int] = dict.fromkeys(modes, 0)
+    for r in rows:
+        for m in modes:
+            per_task[m][r["task"]].append(r["correct"][m])
+            claims[m] += bool(CANNOT_HEAR.search(r["replies"][m]))
+    accuracy = {m: {t: sum(v) / len(v) for t, v in sorted(per_task[m].items())} for m in modes}
+    counts = {t: len(v) for t, v in sorted(per_task[modes[0]].items())}
+    self_cog = {m: 1.0 - accuracy[m].get("self_cognition", 1.0) for m in modes}
+    overall = {m: sum(sum(v) for v in per_task[m].values()) / max(1, len(rows)) for m in modes}
+    return {
+        "n": len(rows),
+        "counts": counts,
+        "accuracy": accuracy,
+        "overall_accuracy": overall,
+        "self_cognition_error_rate": self_cog,
+        "cannot_hear_claim_rate": {m: claims[m] / max(1, len(rows)) for m in modes},
+    }
+
+
+async def _evaluate(
+    engine: Engine, samples: list, concurrency: int, max_tokens: int, progress: bool
+) -> list[dict]:
+    from stepaudio_rt.training.data.tasks import check_answer
+
+    sem = asyncio.Semaphore(concurrency)
+    bar = tqdm(total=len(samples), desc="eval", unit="sample", disable=not progress)
+
+    async def one(i: int, s: Any) -> dict[str, Any]:
+        async with sem:
+            replies = await answer_sample(engine, s.user_text, s.audio, max_tokens=max_tokens)
+        bar.update(1)
+        return {
+            "index": i,
+            "task": s.task,
+            "user_text": s.user_text,
+            "label": s.label,
+            "voice": s.meta.get("voice"),
+            "replies": replies,
+            "correct": {m: check_answer(s.task, text, s.label) for m, text in replies.items()},
+        }
+
+    rows = await asyncio.gather(*(one(i, s) for i, s in enumerate(samples)))
+    bar.close()
+    return list(rows)
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    out_dir: str | Path,
+    n: int = 400,
+    seed: int = 0,
+    concurrency: int = 8,
+    max_tokens: int = 96,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate the checkpoint at ``path`` on ``n`` held-out samples; writes ``eval.json``,
+    ``eval_samples.jsonl`` and ``eval_accuracy.png`` to ``out_dir`` and returns the summary.
+
+    The held-out split is synthesised afresh (deterministic in ``seed``) unless ``data_dir`` holds one.
+    """
+    from stepaudio_rt.model.torch_engine import TorchEngine
+    from stepaudio_rt.training.data.build import build_dataset, load_split
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if data_dir is not None:
+        samples = load_split(Path(data_dir) / "eval.jsonl")[:n]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            build_dataset(0, n, Path(tmp), seed=seed, workers=1)
+            samples = load_split(Path(tmp) / "eval.jsonl")
+    engine = TorchEngine.from_pretrained(path, max_contexts=3 * concurrency + 2, progress=progress)
+
+    async def run() -> list[dict]:
+        try:
+            return await _evaluate(engine, samples, concurrency, max_tokens, progress)
+        finally:
+            await engine.aclose()
+
+    rows = asyncio.run(run())
+    modes = list(MODES)
+    summary = _summarise(rows, modes)
+    summary.update(checkpoint=str(path), seed=seed, seconds=round(time.perf_counter() - t0, 1))
+    (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with (out / "eval_samples.jsonl").open("w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    plot_task_accuracy(summary["accuracy"], out / "eval_accuracy.png")
+    print(format_summary(summary), flush=True)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A plain-text table: task, count, accuracy per mode; then the self-cognition figures."""
+    modes = list(summary["accuracy"])
+    lines = [f"{'task':<20}{'n':>5}" + "".join(f"{m:>14}" for m in modes)]
+    for task, count in summary["counts"].items():
+        accs = "".join(f"{100 * summary['accuracy'][m].get(task, 0):>13.1f}%" for m in modes)
+        lines.append(f"{task:<20}{count:>5}{accs}")
+    lines.append(
+        f"{'overall':<20}{summary['n']:>5}"
+        + "".join(f"{100 * summary['overall_accuracy'][m]:>13.1f}%" for m in modes)
+    )
+    for key in ("self_cognition_error_rate", "cannot_hear_claim_rate"):
+        lines.append(f"{key:<25}" + "".join(f"{m}={100 * v:.2f}%  " for m, v in summary[key].items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
+
+    ap = argparse.ArgumentParser(description="evaluate a checkpoint on the held-out spoken tasks")
+    ap.add_argument("--model", type=Path, default=DEFAULT_OUT_DIR)
+    ap.add_argument("--out", type=Path, default=Path("runs/eval"))
+    ap.add_argument("-n", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=None)
+    a = ap.parse_args(argv)
+    evaluate_checkpoint(a.model, a.out, n=a.n, seed=a.seed, data_dir=a.data)
+
+
+if __name__ == "__main__":
+    main()

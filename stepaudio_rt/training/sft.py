@@ -1,0 +1,451 @@
+"""Cold-start SFT (MGRD stage a) of the adaptor and decoder on cached frozen-encoder features.
+
+Why a plain PyTorch loop and not TRL's ``SFTTrainer``: the encoder is frozen, so we run it once per audio
+chunk before training and train on its cached outputs (several times faster on 2 CPU cores). A batch is
+then token ids + a ragged list of per-chunk encoder features, which fits neither TRL's tokenising
+dataset path nor its ``model(**batch)`` call on an ``nn.Module`` that returns ``(logits, loss)``; TRL
+would also bring gradient checkpointing, bf16 and accelerate defaults that all have to be switched off on
+CPU. The loop below is what TRL would do for us here: AdamW, linear warmup + cosine decay, gradient
+clipping, loss only on the assistant part (reasoning, ``</think>``, reply, ``<|EOT|>``), checkpoints every
+N steps with exact resume (model, optimiser, schedule, data order), a tqdm bar and a JSONL loss log.
+
+Prompts are built exactly as the realtime server builds them (:func:`prompt_segments`): the system
+prompt, the user's text, then the audio cut into ``LISTEN_CHUNK_SECONDS`` chunks, each its own
+``<audio_start><audio_patch>*N<audio_end>`` block encoded alone, then ``<|EOT|>`` and the generation
+prefix ``<|BOT|>assistant\\n<think>\\n``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from stepaudio_rt.model.audio_frontend import (
+    SAMPLE_RATE,
+    audio_token_count,
+    log_mel_spectrogram,
+    mel_frame_count,
+    split_audio,
+)
+from stepaudio_rt.model.modeling import AudioEncoder, StepAudio2ForCausalLM
+from stepaudio_rt.model.prompt import END_OF_TURN, GENERATION_PREFIX, USER_PREFIX, system_block
+from stepaudio_rt.model.tokenizer import EOT, StepAudioTokenizer
+from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+# ------------------------------------------------------------------------------------------- prompts
+
+
+def prompt_segments(user_text: str, system_prompt: str = DEMO_SYSTEM_PROMPT) -> tuple[list[str], list[str]]:
+    """(text pieces before the audio blocks, pieces after them) of a user turn.
+
+    The pieces are the server's own ``append_text`` calls (``streaming/conversation.py``); each is
+    tokenised on its own, so training sees the exact token boundaries that serving produces. The
+    generation prefix is left to the caller (``<think>\\n`` or the empty think block).
+    """
+    before = [system_block(system_prompt), USER_PREFIX]
+    if user_text:
+        before += [user_text, "\n"]
+    return before, [END_OF_TURN]
+
+
+def target_text(think: str, answer: str) -> str:
+    """What the model generates after ``<think>\\n``: reasoning (or nothing), ``</think>``, reply, EOT."""
+    body = f"{think}\n" if think else "\n"
+    return f"{body}</think>\n{answer}{EOT}"
+
+
+def chunk_token_counts(n_samples: int, chunk_seconds: float = LISTEN_CHUNK_SECONDS) -> list[int]:
+    """Audio tokens of each listen chunk of an ``n_samples`` clip (the server's cut)."""
+    step = round(chunk_seconds * SAMPLE_RATE)
+    sizes = [min(step, n_samples - s) for s in range(0, n_samples, step)]
+    return [audio_token_count(mel_frame_count(n)) for n in sizes]
+
+
+@dataclass
+class SftExample:
+    """One tokenised training sample. ``chunks`` index the feature store, in prompt order."""
+
+    input_ids: np.ndarray  # int32 [T]
+    target_start: int  # first position whose token is trained on
+    chunks: list[int]
+    task: str
+
+
+def tokenize_example(
+    tokenizer: StepAudioTokenizer,
+    user_text: str,
+    think: str,
+    answer: str,
+    chunk_tokens: Sequence[int],
+    chunk_ids: Sequence[int],
+    task: str,
+    system_prompt: str = DEMO_SYSTEM_PROMPT,
+) -> SftExample:
+    """Token ids of prompt + target. Segments are tokenised separately, as the engine appends them."""
+    before, after = prompt_segments(user_text, system_prompt)
+    ids: list[int] = []
+    for piece in before:
+        ids += tokenizer.encode(piece)
+    for n in chunk_tokens:
+        ids += tokenizer.audio_block_ids(n)
+    for piece in [*after, GENERATION_PREFIX]:
+        ids += tokenizer.encode(piece)
+    start = len(ids)
+    ids += tokenizer.encode(target_text(think, answer))
+    return SftExample(np.asarray(ids, dtype=np.int32), start, list(chunk_ids), task)
+
+
+# ------------------------------------------------------------------------------- encoder feature cache
+
+
+@dataclass
+class FeatureStore:
+    """Frozen-encoder outputs (25 Hz, before the adaptor) of every listen chunk, concatenated.
+
+    Chunk ``i`` is ``feats[offsets[i]:offsets[i + 1]]``; ``tokens[i]`` is its audio-token count.
+    """
+
+    feats: np.ndarray  # float16 [frames, D]
+    offsets: np.ndarray  # int64 [n_chunks + 1]
+    tokens: np.ndarray  # int32 [n_chunks]
+
+    def chunk(self, i: int) -> np.ndarray:
+        return self.feats[self.offsets[i] : self.offsets[i + 1]]
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, feats=self.feats, offsets=self.offsets, tokens=self.tokens)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureStore:
+        with np.load(path) as z:
+            return cls(z["feats"], z["offsets"], z["tokens"])
+
+
+@torch.inference_mode()
+def encode_chunks(
+    encoder: AudioEncoder,
+    clips: Sequence[np.ndarray | None],
+    chunk_seconds: float = LISTEN_CHUNK_SECONDS,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> tuple[FeatureStore, list[list[int]]]:
+    """Run the frozen encoder over every listen chunk of every clip.
+
+    Chunks of equal length are batched together with no padding, so each chunk is encoded exactly as the
+    engine encodes it alone (``encoder(mel[None])``). Returns the store and, per clip, its chunk ids.
+    """
+    encoder = encoder.eval()
+    n_mels = encoder.conv1.in_channels
+    chunks: list[np.ndarray] = []
+    per_clip: list[list[int]] = []
+    for clip in clips:
+        ids: list[int] = []
+        if clip is not None:
+            for piece in split_audio(clip, chunk_seconds):
+                ids.append(len(chunks))
+                chunks.append(piece)
+        per_clip.append(ids)
+    by_len: dict[int, list[int]] = {}
+    for i, c in enumerate(chunks):
+        by_len.setdefault(len(c), []).append(i)
+    outputs: list[np.ndarray | None] = [None] * len(chunks)
+    bar = tqdm(total=len(chunks), desc="encode audio chunks", unit="chunk", disable=not progress)
+    for idx in by_len.values():
+        for s in range(0, len(idx), batch_size):
+            group = idx[s : s + batch_size]
+            mel = torch.stack([log_mel_spectrogram(chunks[i], n_mels=n_mels) for i in group])
+            feats = encoder(mel).to(torch.float16).numpy()
+            for row, i in enumerate(group):
+                outputs[i] = feats[row]
+            bar.update(len(group))
+    bar.close()
+    lens = [0 if o is None else o.shape[0] for o in outputs]
+    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lens)
+    dim = encoder.after_norm.normalized_shape[0]
+    feats_all = (
+        np.concatenate([o for o in outputs if o is not None]) if chunks else np.zeros((0, dim), np.float16)
+    )
+    tokens = np.asarray([audio_token_count(mel_frame_count(len(c))) for c in chunks], dtype=np.int32)
+    return FeatureStore(feats_all, offsets, tokens), per_clip
+
+
+# ------------------------------------------------------------------------------------------ batching
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [B, T] right-padded
+    labels: torch.Tensor  # [B, T], IGNORE_INDEX outside targets
+    chunk_feats: torch.Tensor | None  # [n_chunks, F, D] zero-padded encoder features
+    chunk_tokens: list[int]  # audio tokens per chunk, in prompt order
+    n_target_tokens: int
+
+
+def collate(examples: Sequence[SftExample], store: FeatureStore | None, pad_id: int) -> Batch:
+    """Pad token ids on the right; labels only on targets; stack each chunk's features zero-padded.
+
+    Right padding with causal attention leaves every real position's output unchanged, so no attention
+    mask is needed. Zero-padded features are exact too: the adaptor's last window sees zeros either way
+    (its convolution pads with zeros), as in ``StepAudio2ForCausalLM.encode_audio``.
+    """
+    longest = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), longest), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), longest), IGNORE_INDEX, dtype=torch.long)
+    chunk_ids: list[int] = []
+    for row, e in enumerate(examples):
+        t = torch.from_numpy(e.input_ids.astype(np.int64))
+        ids[row, : len(t)] = t
+        labels[row, e.target_start : len(t)] = t[e.target_start :]
+        chunk_ids.extend(e.chunks)
+    feats = None
+    tokens: list[int] = []
+    if chunk_ids:
+        if store is None:
+            raise ValueError("examples carry audio chunks but no feature store was given")
+        parts = [store.chunk(i) for i in chunk_ids]
+        frames = max(p.shape[0] for p in parts)
+        feats = torch.zeros(len(parts), frames, store.feats.shape[1])
+        for k, p in enumerate(parts):
+            feats[k, : p.shape[0]] = torch.from_numpy(p.astype(np.float32))
+        tokens = [int(store.tokens[i]) for i in chunk_ids]
+    n_target = int((labels != IGNORE_INDEX).sum())
+    return Batch(ids, labels, feats, tokens, n_target)
+
+
+def batch_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """One epoch of batches: shuffled, then sorted by length within windows of 50 batches (less padding),
+    and the batches shuffled again. A pure function of (seed, epoch), so resume replays the same order."""
+    rng = np.random.default_rng([seed, epoch, 0x5F7])
+    perm = rng.permutation(len(lengths))
+    window = batch_size * 50
+    batches: list[list[int]] = []
+    for s in range(0, len(perm), window):
+        part = sorted(perm[s : s + window].tolist(), key=lambda i: lengths[i])
+        batches.extend(part[b : b + batch_size] for b in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def batch_stream(
+    n_examples_lengths: Sequence[int], batch_size: int, seed: int, start_step: int
+) -> Iterator[list[int]]:
+    """Endless batches over epochs, starting at global step ``start_step``."""
+    epoch, step = 0, 0
+    while True:
+        order = batch_order(n_examples_lengths, batch_size, seed, epoch)
+        for b in order:
+            if step >= start_step:
+                yield b
+            step += 1
+        epoch += 1
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def audio_embeddings(model: StepAudio2ForCausalLM, batch: Batch) -> torch.Tensor | None:
+    """Adaptor outputs of every chunk, concatenated in prompt order: [sum(tokens), hidden]."""
+    if batch.chunk_feats is None:
+        return None
+    out = model.adapter(batch.chunk_feats)
+    return torch.cat([out[k, :n] for k, n in enumerate(batch.chunk_tokens)])
+
+
+def sft_loss(model: StepAudio2ForCausalLM, batch: Batch, audio_patch_id: int) -> torch.Tensor:
+    embeds = audio_embeddings(model, batch)
+    _, loss = model(
+        batch.input_ids, None, embeds, audio_patch_id if embeds is not None else None, batch.labels
+    )
+    assert loss is not None
+    return loss
+
+
+def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup, then cosine decay to ``min_ratio`` of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, cfg: DemoConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on norms, biases and embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and "embed_tokens" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    seconds: float
+    log_path: Path
+
+
+def train_sft(
+    model: StepAudio2ForCausalLM,
+    examples: Sequence[SftExample],
+    store: FeatureStore | None,
+    tokenizer: StepAudioTokenizer,
+    cfg: DemoConfig,
+    run_dir: Path,
+    resume: bool = True,
+    progress: bool = True,
+    on_log: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train adaptor + decoder (the encoder stays frozen) for ``cfg.steps`` steps.
+
+    ``run_dir`` holds ``state.pt`` (written every ``cfg.save_every`` steps and at the end, atomically) and
+    ``loss.jsonl``. With ``resume`` an existing state continues where it stopped, bit for bit in data order.
+    """
+    if not examples:
+        raise ValueError("no training examples")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path, log_path = run_dir / "state.pt", run_dir / "loss.jsonl"
+    model.encoder.requires_grad_(False).eval()
+    model.adapter.train()
+    model.model.train()
+    model.lm_head.train()
+    opt = make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+    )
+    start = 0
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        trainable = {k: v for k, v in state["model"].items()}
+        missing = model.load_state_dict(trainable, strict=False)
+        if missing.unexpected_keys:
+            raise ValueError(f"{state_path}: unexpected keys {missing.unexpected_keys[:3]}")
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+        log.info("resuming SFT at step %d from %s", start, state_path)
+    elif log_path.exists():
+        log_path.unlink()
+    if start >= cfg.steps:
+        return TrainResult(start, float("nan"), 0.0, log_path)
+
+    pad_id = tokenizer.ids.endoftext if tokenizer.ids.endoftext is not None else 0
+    patch_id = tokenizer.ids.audio_patch
+    lengths = [len(e.input_ids) for e in examples]
+    stream = batch_stream(lengths, cfg.batch_size, cfg.seed, start)
+    t0 = time.perf_counter()
+    running: float | None = None
+    loss_value = float("nan")
+    bar = tqdm(total=cfg.steps, initial=start, desc="SFT", unit="step", disable=not progress)
+    window: list[float] = []
+    tokens_seen = 0
+    with log_path.open("a") as logf:
+        for step in range(start, cfg.steps):
+            batch = collate([examples[i] for i in next(stream)], store, pad_id)
+            loss = sft_loss(model, batch, patch_id)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in model.parameters() if p.requires_grad], cfg.grad_clip
+                )
+            )
+            opt.step()
+            sched.step()
+            loss_value = float(loss)
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"SFT loss is {loss_value} at step {step}")
+            running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
+            window.append(loss_value)
+            tokens_seen += int(batch.input_ids.numel())
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                rec = {
+                    "step": done,
+                    "loss": round(sum(window) / len(window), 5),
+                    "lr": sched.get_last_lr()[0],
+                    "grad_norm": round(grad_norm, 4),
+                    "tokens_per_s": round(tokens_seen / max(1e-9, time.perf_counter() - t0), 1),
+                    "elapsed_s": round(time.perf_counter() - t0, 1),
+                }
+                window = []
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                if on_log is not None:
+                    on_log(rec)
+            if done % cfg.save_every == 0 or done == cfg.steps:
+                _save_state(state_path, model, opt, sched, done)
+    bar.close()
+    return TrainResult(cfg.steps, loss_value, time.perf_counter() - t0, log_path)
+
+
+def _save_state(
+    path: Path,
+    model: StepAudio2ForCausalLM,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    step: int,
+) -> None:
+    """Atomic training state: trainable weights (the frozen encoder is rebuilt from Whisper), optimiser,
+    schedule, RNG and step."""
+    trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": trainable,
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def load_loss_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "Batch",
+    "FeatureStore",
+    "SftExample",
+    "TrainResult",
+    "batch_order",
+    "chunk_token_counts",
+    "collate",
+    "encode_chunks",
+    "load_loss_log",
+    "prompt_segments",
+    "sft_loss",
+    "target_text",
+    "tokenize_example",
+    "train_sft",
+]
