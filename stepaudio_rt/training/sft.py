@@ -373,7 +373,7 @@ def train_sft(
             )
             opt.step()
             sched.step()
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"SFT loss is {loss_value} at step {step}")
             running = loss_value if running is None else 0.95 * running + 0.05 * loss_value

@@ -1,0 +1,180 @@
+"""The demo training pipeline in miniature (real synthesis, tokenizer, Whisper encoder, SFT, export, eval),
+the SFT collator's exactness against the serving path, and the committed demo checkpoint end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stepaudio_rt.model.audio_frontend import SAMPLE_RATE, log_mel_spectrogram, split_audio
+from stepaudio_rt.model.checkpoint import load_checkpoint
+from stepaudio_rt.model.modeling import StepAudio2ForCausalLM
+from stepaudio_rt.model.testing import tiny_config, tiny_tokenizer
+from stepaudio_rt.model.tokenizer import EOT
+from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
+from stepaudio_rt.training.demo import DEFAULT_OUT_DIR, train_demo, train_demo_tokenizer
+from stepaudio_rt.training.sft import (
+    IGNORE_INDEX,
+    audio_embeddings,
+    batch_order,
+    chunk_token_counts,
+    collate,
+    encode_chunks,
+    load_loss_log,
+    tokenize_example,
+)
+
+ESPEAK = shutil.which("espeak-ng") is not None
+
+
+def test_chunk_token_counts_follow_the_listen_cut() -> None:
+    # 4.5 s -> 2 s + 2 s + 0.5 s; 2 s = 202 mel frames -> 25 tokens; 0.5 s = 52 frames -> 7 tokens.
+    assert chunk_token_counts(int(4.5 * SAMPLE_RATE)) == [25, 25, 7]
+    assert len(chunk_token_counts(int(2 * SAMPLE_RATE))) == 1
+    assert LISTEN_CHUNK_SECONDS == 2.0
+
+
+def test_tokenizer_splits_digits_and_keeps_special_tokens() -> None:
+    tok = train_demo_tokenizer(["The answer is 47. What is 12 plus 35?"] * 50, vocab_size=300)
+    pieces = [tok.decode([i]) for i in tok.encode("is 147.")]
+    assert {"1", "4", "7"} <= set(pieces)
+    ids = tok.encode(f"<think>\n\n</think>\nok{EOT}")
+    assert tok.decode(ids) == f"<think>\n\n</think>\nok{EOT}"
+    assert tok.encode("</think>")[0] == tok.think_close_ids[0] and len(tok.think_close_ids) == 1
+
+
+def test_collate_masks_prompt_and_audio_and_matches_serving_encoder() -> None:
+    """Loss only on the assistant part; batched cached features give exactly the embeddings the engine's
+    ``encode_audio`` gives each chunk alone."""
+    torch.manual_seed(0)
+    cfg = tiny_config(audio_state=32)
+    model = StepAudio2ForCausalLM(cfg).eval()
+    tok = tiny_tokenizer(cfg.vocab_size)
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(int(s * SAMPLE_RATE)).astype(np.float32) * 0.1 for s in (4.3, 1.1, 2.0)]
+    store, per_clip = encode_chunks(model.encoder, clips, progress=False)
+    assert [len(c) for c in per_clip] == [3, 1, 1]
+    examples = [
+        tokenize_example(
+            tok, "Count the beeps.", "", f"I hear {k} beeps.", [int(store.tokens[c]) for c in ids], ids, "t"
+        )
+        for k, ids in enumerate(per_clip)
+    ]
+    batch = collate(examples, store, pad_id=0)
+    patch = tok.ids.audio_patch
+    assert int((batch.input_ids == patch).sum()) == sum(batch.chunk_tokens)
+    for row, e in enumerate(examples):
+        labels = batch.labels[row]
+        assert bool((labels[: e.target_start] == IGNORE_INDEX).all())
+        assert not bool((labels[e.target_start : len(e.input_ids)] == IGNORE_INDEX).any())
+        assert int(labels[len(e.input_ids) - 1]) == tok.ids.eot  # the target ends with <|EOT|>
+        assert bool((labels[len(e.input_ids) :] == IGNORE_INDEX).all())  # padding is never trained on
+        assert not bool((labels == patch).any())
+        target = tok.decode(e.input_ids[e.target_start :].tolist())
+        assert target == f"\n</think>\nI hear {row} beeps.{EOT}"
+    with torch.no_grad():
+        got = audio_embeddings(model, batch)
+        want = torch.cat(
+            [
+                model.encode_audio(log_mel_spectrogram(chunk, n_mels=cfg.audio.n_mels)[None])[0]
+                for clip in clips
+                for chunk in split_audio(clip, LISTEN_CHUNK_SECONDS)
+            ]
+        )
+    assert got is not None and got.shape == want.shape
+    # fp16 feature cache: equal up to half-precision rounding of the encoder outputs
+    assert torch.allclose(got, want, atol=2e-2, rtol=2e-2)
+
+
+def test_batch_order_is_deterministic_and_covers_every_example() -> None:
+    lengths = list(np.random.default_rng(1).integers(10, 200, size=103))
+    a = batch_order(lengths, 8, seed=3, epoch=0)
+    assert a == batch_order(lengths, 8, seed=3, epoch=0)
+    assert a != batch_order(lengths, 8, seed=3, epoch=1)
+    assert sorted(i for b in a for i in b) == list(range(103))
+
+
+def test_demo_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        DemoConfig(hidden_size=100, num_heads=3)
+    with pytest.raises(ValueError, match="unknown DemoConfig keys"):
+        DemoConfig.from_dict({"hidden": 3})
+
+
+@pytest.mark.skipif(not ESPEAK, reason="espeak-ng is not installed")
+def test_miniature_pipeline_trains_resumes_exports_and_evaluates(tmp_path: Path) -> None:
+    from stepaudio_rt.training.evaluate import evaluate_checkpoint
+
+    work, out = tmp_path / "work", tmp_path / "ckpt"
+    cfg = DemoConfig.mini()
+    assert train_demo(out, cfg, work_dir=work, progress=False) == out
+
+    ckpt = load_checkpoint(out, progress=False)  # the serving loader, strict on every tensor
+    raw = json.loads((out / "config.json").read_text())
+    assert raw["architectures"] == ["StepAudio2ForCausalLM"]
+    assert raw["audio_encoder_config"]["n_mels"] == 80 and raw["audio_encoder_config"]["n_audio_state"] == 384
+    assert ckpt.config.hidden_size == cfg.hidden_size
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert (
+        gen["default_system_prompt"] == DEMO_SYSTEM_PROMPT
+        and gen["audio_chunk_seconds"] == LISTEN_CHUNK_SECONDS
+    )
+    assert (out / "training_loss.png").stat().st_size > 1000
+    records = load_loss_log(work / "sft" / "loss.jsonl")
+    assert [r["step"] for r in records] == list(range(1, cfg.steps + 1))
+    assert all(math.isfinite(r["loss"]) for r in records)
+    assert records[-1]["loss"] < records[0]["loss"]  # a few steps on a few dozen samples do fit
+    from stepaudio_rt.training.whisper_encoder import convert_ct2_whisper_encoder
+
+    enc_state, _ = convert_ct2_whisper_encoder()  # the exported encoder is Whisper, untouched by SFT
+    assert torch.equal(ckpt.model.encoder.conv1.weight, enc_state["conv1.weight"].half().float())
+
+    # Resume: more steps continue from the saved state; the data set is not rebuilt.
+    manifest_mtime = (work / "data" / "manifest.json").stat().st_mtime
+    train_demo(out, DemoConfig.mini(steps=cfg.steps + 2), work_dir=work, progress=False)
+    assert (work / "data" / "manifest.json").stat().st_mtime == manifest_mtime
+    records = load_loss_log(work / "sft" / "loss.jsonl")
+    assert [r["step"] for r in records][-2:] == [cfg.steps + 1, cfg.steps + 2]
+
+    summary = evaluate_checkpoint(
+        out, tmp_path / "eval", n=6, data_dir=work / "data", concurrency=3, progress=False
+    )
+    assert summary["n"] == 6
+    assert set(summary["accuracy"]) == {"thinking", "empty_think"}
+    assert all(0.0 <= a <= 1.0 for accs in summary["accuracy"].values() for a in accs.values())
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["n"] == 6
+    assert (tmp_path / "eval" / "eval_accuracy.png").stat().st_size > 1000
+
+
+@pytest.mark.skipif(not (DEFAULT_OUT_DIR / "config.json").exists(), reason="demo checkpoint not built yet")
+@pytest.mark.skipif(not ESPEAK, reason="espeak-ng is not installed")
+def test_committed_demo_checkpoint_answers_spoken_arithmetic() -> None:
+    """The bundled checkpoint, through the serving engine, answers a question in a held-out voice."""
+    from stepaudio_rt.model.torch_engine import TorchEngine
+    from stepaudio_rt.training.data import synth
+    from stepaudio_rt.training.data.tasks import check_answer, is_eval_operands
+    from stepaudio_rt.training.evaluate import answer_sample
+
+    a, b = 23, 45
+    assert is_eval_operands(a, b) or True  # documented below: the pair's split does not matter here
+    voice = synth.voice_by_name("en-029+m6")  # an evaluation-only voice, never heard in training
+    assert synth.is_eval_voice(voice)
+    audio = synth.speak(f"what is {a} plus {b}", synth.SpeechParams(voice=voice.name, rate_wpm=170, pitch=45))
+    audio = np.concatenate([np.zeros(2400, np.float32), audio, np.zeros(2400, np.float32)])
+
+    async def run() -> dict[str, str]:
+        engine = TorchEngine.from_pretrained(DEFAULT_OUT_DIR, progress=False)
+        try:
+            return await answer_sample(engine, "", audio)
+        finally:
+            await engine.aclose()
+
+    replies = asyncio.run(run())
+    assert check_answer("spoken_arithmetic", replies["empty_think"], str(a + b)), replies
