@@ -44,7 +44,7 @@ from stepaudio_rt.clients.urls import realtime_ws_url, server_root
 CLOCKS = {
     "speech_end": "last speech byte sent -> first audio",
     "speech_stopped": "speech_stopped received -> first audio",
-    "commit": "commit (received in VAD mode / sent in manual mode) -> first audio",
+    "commit": "commit (VAD: committed received; manual: sent) -> first audio",
 }
 CLIENT_STAGES = ("vad_endpoint", "commit_to_created", "created_to_first_audio")
 
