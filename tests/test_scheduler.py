@@ -1,0 +1,92 @@
+"""The response scheduler on the real TorchEngine with a tiny checkpoint (no server)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stepaudio_rt.model.torch_engine import TorchEngine
+from stepaudio_rt.streaming.conversation import TextPart, Turn
+from stepaudio_rt.streaming.scheduler import (
+    ReasoningDelta,
+    ResponseFinished,
+    ResponseOptions,
+    Scheduler,
+    TextDelta,
+)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint: Path) -> TorchEngine:
+    return TorchEngine.from_pretrained(tiny_checkpoint, max_contexts=16, max_context_tokens=2048, progress=False)
+
+
+def _noise(seconds: float, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
+
+
+async def test_listen_while_thinking_prefills_chunks_and_matches_a_rebuild(engine: TorchEngine) -> None:
+    sched = Scheduler(engine, None, instructions="Be brief.", listen_chunk_seconds=1.0)
+    sched.conversation.insert(Turn("u0", "user", [TextPart("hello")]))
+    sched.start_listening("u1")
+    audio = _noise(3.4)
+    for i in range(0, len(audio), 640):  # 40 ms appends, as a client streams them
+        sched.feed(audio[i : i + 640])
+        await asyncio.sleep(0)
+    result = await sched.commit_listening()
+    # Three full 1 s chunks were queued while "speaking"; only the 0.4 s tail was left at end of turn.
+    assert result.stats.chunks_before_end == 3
+    assert result.stats.tail_seconds == pytest.approx(0.4, abs=0.01)
+    assert result.stats.adopted
+    live = list((await sched.conversation.sync()).token_ids)
+    # Invalidate and rebuild from the stored turns: chunk boundaries are kept, so the tokens are identical.
+    sched.conversation.set_instructions("Be brief!")
+    sched.conversation.set_instructions("Be brief.")
+    rebuilt = list((await sched.conversation.sync()).token_ids)
+    assert rebuilt == live
+    assert live.count(engine.tokenizer.ids.audio_start) == 4
+    await sched.aclose()
+
+
+async def test_response_streams_reasoning_then_reply_and_updates_history(engine: TorchEngine) -> None:
+    sched = Scheduler(engine, None)
+    sched.conversation.insert(Turn("u0", "user", [TextPart("What is 2+2?")]))
+    run = sched.response(ResponseOptions(audio=False, max_output_tokens=40, think_budget=5, seed=3))
+    events = [ev async for ev in run.events()]
+    fin = events[-1]
+    assert isinstance(fin, ResponseFinished)
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    reply = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert fin.usage.reasoning_tokens <= 5 + len(engine.tokenizer.think_close_ids)
+    assert fin.reasoning_text == reasoning.strip()
+    assert fin.reply_text == reply.strip()
+    assert "<think>" not in reply and "</think>" not in reply
+    assert fin.usage.input_tokens > 0 and fin.usage.output_tokens > 0
+    assert fin.timings.prefill_s is not None and fin.timings.first_token_s is not None
+    await sched.aclose()
+
+
+async def test_cancel_stops_generation_at_once(engine: TorchEngine) -> None:
+    sched = Scheduler(engine, None)
+    sched.conversation.insert(Turn("u0", "user", [TextPart("Talk.")]))
+    run = sched.response(ResponseOptions(audio=False, max_output_tokens=1500, think_budget=1000, seed=1))
+    seen = 0
+    fin = None
+    async for ev in run.events():
+        if isinstance(ev, ResponseFinished):
+            fin = ev
+            break
+        seen += 1
+        if seen == 3:
+            run.cancel()
+    assert fin is not None and fin.finish_reason == "cancelled"
+    assert fin.usage.output_tokens < 1500
+    for _ in range(50):
+        if engine.stats()["active_streams"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert engine.stats()["active_streams"] == 0
+    await sched.aclose()
