@@ -14,8 +14,8 @@ from typing import Literal
 BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
 BROWSER_SUBPROTOCOL = "realtime"
 KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
-# Query parameter that opts a session into reasoning extension events (see docs/protocol.md).
-REASONING_QUERY_PARAM = "reasoning_events"
+# Query parameters that opt a session into reasoning extension events (see docs/protocol.md).
+REASONING_QUERY_PARAMS = ("reasoning", "reasoning_events")
 
 Dialect = Literal["ga", "beta"]
 
@@ -58,7 +58,7 @@ def negotiate(headers: Mapping[str, str], query: Mapping[str, str], offered: Seq
         subprotocol=subprotocol,
         api_key=key,
         model=query.get("model"),
-        reasoning_events=_truthy(query.get(REASONING_QUERY_PARAM)),
+        reasoning_events=any(_truthy(query.get(k)) for k in REASONING_QUERY_PARAMS),
     )
 
 
