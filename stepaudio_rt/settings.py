@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     # --- audio pipeline ---
     tts_backend: str = "piper"
     tts_voice: str | None = None  # None = the backend's default voice
-    listen_chunk_seconds: float = Field(2.0, gt=0.2, le=25.0)  # listen-while-thinking chunk length
+    # Listen-while-thinking chunk length; None = the checkpoint's "audio_chunk_seconds" (what it was
+    # trained with), else 2 s.
+    listen_chunk_seconds: float | None = Field(None, gt=0.2, le=25.0)
     min_commit_ms: int = Field(100, ge=0)  # commits with less audio get input_audio_buffer_commit_empty
     audio_chunk_ms: int = Field(100, ge=10, le=100)  # max duration of one output audio delta
     barge_in_min_speech_ms: int = Field(0, ge=0)  # debounce before a VAD barge-in cancels a response

@@ -90,3 +90,15 @@ async def test_cancel_stops_generation_at_once(engine: TorchEngine) -> None:
         await asyncio.sleep(0.02)
     assert engine.stats()["active_streams"] == 0
     await sched.aclose()
+
+
+async def test_empty_instructions_use_the_checkpoints_default_system_prompt(engine: TorchEngine) -> None:
+    engine.generation_config = {**engine.generation_config, "default_system_prompt": "Answer briefly."}
+    try:
+        ctx = await Scheduler(engine, None, instructions="").conversation.sync()
+        assert engine.tokenizer.decode(ctx.token_ids) == "<|BOT|>system\nAnswer briefly.<|EOT|>"
+        own = await Scheduler(engine, None, instructions="Be a pirate.").conversation.sync()
+        assert engine.tokenizer.decode(own.token_ids) == "<|BOT|>system\nBe a pirate.<|EOT|>"
+    finally:
+        engine.generation_config.pop("default_system_prompt")
+    assert list((await Scheduler(engine, None, instructions="").conversation.sync()).token_ids) == []

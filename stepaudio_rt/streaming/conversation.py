@@ -185,12 +185,19 @@ class Conversation:
                 self._ctx = self.engine.new_context()
                 self._rendered = 0
                 self._valid = True
-                if self._instructions:
-                    await self.engine.append_text(self._ctx, system_block(self._instructions))
+                await self._append_system(self._ctx, self._instructions)
             while self._rendered < len(self._turns):
                 await render_turn(self.engine, self._ctx, self._turns[self._rendered])
                 self._rendered += 1
             return self._ctx
+
+    async def _append_system(self, ctx: Context, instructions: str) -> None:
+        """The system block. Empty instructions fall back to the checkpoint's own default system prompt
+        (``default_system_prompt`` in its generation_config): a small model answers well only under the
+        prompt it was trained with. No prompt at all renders no system block, as the official template."""
+        text = instructions or self.engine.generation_config.get("default_system_prompt", "")
+        if text:
+            await self.engine.append_text(ctx, system_block(text))
 
     async def fork(self) -> tuple[Context, int]:
         """A private copy of the synced prefix, and the epoch it matches."""
@@ -202,8 +209,7 @@ class Conversation:
         """A fresh context with other instructions or other turns (out-of-band responses)."""
         ctx = self.engine.new_context()
         try:
-            if instructions:
-                await self.engine.append_text(ctx, system_block(instructions))
+            await self._append_system(ctx, instructions)
             for turn in self._turns if turns is None else turns:
                 await render_turn(self.engine, ctx, turn)
         except BaseException:
