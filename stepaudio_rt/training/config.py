@@ -32,21 +32,28 @@ class DemoConfig:
     n_train: int = 12000
     n_eval: int = 400
     data_workers: int = 2
+    # SFT-time additions (no synthesis, no encoder cost): each speech clip once more as a transcription
+    # example, and extra text-only chain-of-thought arithmetic problems
+    transcribe_speech: bool = True
+    n_text_arithmetic: int = 8000
     # tokenizer
     vocab_size: int = 1024
     # decoder (Qwen2) and adaptor
-    hidden_size: int = 320
-    num_layers: int = 6
-    num_heads: int = 5
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
     num_kv_heads: int = 1
-    intermediate_size: int = 1024
-    adapter_hidden_size: int = 640
+    intermediate_size: int = 768
+    adapter_hidden_size: int = 512
     max_position_embeddings: int = 4096
     rope_theta: float = 10000.0
     # optimisation
-    steps: int = 3000
+    steps: int = 2800
     batch_size: int = 32
     lr: float = 1.5e-3
+    adapter_lr_scale: float = (
+        2.0  # the adaptor starts from nothing between two trained ends: let it move faster
+    )
     min_lr_ratio: float = 0.05
     warmup_steps: int = 100
     weight_decay: float = 0.01
@@ -64,6 +71,7 @@ class DemoConfig:
             n_train=40,
             n_eval=12,
             data_workers=1,
+            n_text_arithmetic=10,
             vocab_size=400,
             hidden_size=64,
             num_layers=2,

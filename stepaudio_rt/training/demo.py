@@ -19,8 +19,9 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -80,11 +81,57 @@ def train_demo_tokenizer(texts: Iterable[str], vocab_size: int) -> StepAudioToke
 
 
 def tokenizer_corpus(samples: Iterable) -> Iterable[str]:
-    """Every text the model reads or writes: prompt pieces and targets."""
-    yield system_block(DEMO_SYSTEM_PROMPT) + USER_PREFIX + GENERATION_PREFIX + NO_THINK_PREFIX
+    """Every text the model reads or writes: prompt pieces and targets.
+
+    The fixed prompt pieces are repeated once per sample, as often as the model reads them, so BPE merges
+    them into few tokens (every token of the system prompt is paid for in every training sequence).
+    """
     for s in samples:
+        yield system_block(DEMO_SYSTEM_PROMPT) + USER_PREFIX + GENERATION_PREFIX + NO_THINK_PREFIX
         yield s.user_text
         yield target_text(s.think, s.answer)
+
+
+# ------------------------------------------------------------------------------------------ mixture
+
+
+def augment_examples(
+    samples: Sequence[Any],
+    per_clip: Sequence[list[int]],
+    tokenizer: StepAudioTokenizer,
+    store: FeatureStore,
+    cfg: DemoConfig,
+) -> list[SftExample]:
+    """Extra SFT examples that cost no synthesis and no encoder time.
+
+    - Every training clip of speech that is not already a transcription sample is reused once as one
+      ("what did the speaker say?"): dense supervision of what was said is what teaches a fresh adaptor
+      to carry speech into the decoder (the spoken numbers of the arithmetic questions above all).
+    - ``cfg.n_text_arithmetic`` extra text-only chain-of-thought arithmetic problems (training operand
+      pairs only), so the decoder learns the arithmetic itself from cheap short sequences.
+    """
+    import numpy as np
+
+    from stepaudio_rt.training.data import text_pools
+    from stepaudio_rt.training.data.tasks import generate
+
+    rng = np.random.default_rng([cfg.seed, 0xA06])
+    out: list[SftExample] = []
+    if cfg.transcribe_speech:
+        for s, ids in zip(samples, per_clip, strict=True):
+            text = s.meta.get("text")
+            if not ids or not text or s.task == "transcription":
+                continue
+            question = text_pools.TRANSCRIBE_QUESTIONS[
+                int(rng.integers(len(text_pools.TRANSCRIBE_QUESTIONS)))
+            ]
+            tokens = [int(store.tokens[c]) for c in ids]
+            answer = f"The speaker said: {text}."
+            out.append(tokenize_example(tokenizer, question, "", answer, tokens, ids, "transcription_aux"))
+    for _ in range(cfg.n_text_arithmetic):
+        t = generate("text_arithmetic", rng, "train", True)
+        out.append(tokenize_example(tokenizer, t.user_text, t.think, t.answer, [], [], t.task))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -234,6 +281,8 @@ def train_demo(
         )
         for s, ids in zip(samples, per_clip, strict=True)
     ]
+    n_data = len(examples)
+    examples += augment_examples(samples, per_clip, tokenizer, store, cfg)
     timings["features_s"] = time.perf_counter() - t
     n_tok = sum(len(e.input_ids) for e in examples)
     print(
@@ -270,6 +319,7 @@ def train_demo(
     summary = {
         "recipe": cfg.to_dict(),
         "n_examples": len(examples),
+        "n_examples_from_data": n_data,
         "n_tokens": n_tok,
         "n_audio_chunks": int(len(store.tokens)),
         "parameters": model.num_parameters(),

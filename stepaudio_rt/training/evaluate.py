@@ -154,7 +154,7 @@ def evaluate_checkpoint(
         with tempfile.TemporaryDirectory() as tmp:
             build_dataset(0, n, Path(tmp), seed=seed, workers=1)
             samples = load_split(Path(tmp) / "eval.jsonl")
-    engine = TorchEngine.from_pretrained(path, max_contexts=3 * concurrency + 2, progress=progress)
+    engine = TorchEngine.from_pretrained(path, max_contexts=4 * concurrency + 4, progress=progress)
 
     async def run() -> list[dict]:
         try:

@@ -287,14 +287,23 @@ def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 
 def make_optimizer(model: nn.Module, cfg: DemoConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; no weight decay on norms, biases and embeddings."""
-    decay, no_decay = [], []
+    """AdamW over the trainable parameters; no weight decay on norms, biases and embeddings; the adaptor's
+    learning rate scaled by ``cfg.adapter_lr_scale``."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim >= 2 and "embed_tokens" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+        decays = p.ndim >= 2 and "embed_tokens" not in name
+        groups.setdefault((decays, name.startswith("adapter.")), []).append(p)
+    param_groups = [
+        {
+            "params": params,
+            "weight_decay": cfg.weight_decay if decays else 0.0,
+            "lr": cfg.lr * (cfg.adapter_lr_scale if adapter else 1.0),
+        }
+        for (decays, adapter), params in sorted(groups.items())
+    ]
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
 
 
 @dataclass
