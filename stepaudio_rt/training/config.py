@@ -48,9 +48,9 @@ class DemoConfig:
     max_position_embeddings: int = 4096
     rope_theta: float = 10000.0
     # optimisation
-    steps: int = 2800
+    steps: int = 2600
     batch_size: int = 32
-    lr: float = 1.5e-3
+    lr: float = 2e-3
     adapter_lr_scale: float = (
         2.0  # the adaptor starts from nothing between two trained ends: let it move faster
     )
