@@ -227,10 +227,12 @@ class ResponseRun:
             async for delta in self.engine.generate(ctx, params, self._cancel):
                 if self.timings.first_token_s is None:
                     self.timings.first_token_s = self._now()
-                self.usage.output_tokens += 1
+                # The closing delta of a "length"/"cancelled" stream carries no token (engine contract).
+                counted = delta.finish_reason is None or delta.finish_reason == "stop"
+                self.usage.output_tokens += counted
                 text = "" if delta.token_id in params.stop_token_ids else delta.text
                 if delta.in_think:
-                    self.usage.reasoning_tokens += 1
+                    self.usage.reasoning_tokens += counted
                     clean = _SCRUB.sub("", text)
                     if clean:
                         self._reasoning.append(clean)
