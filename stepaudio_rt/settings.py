@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     # --- model ---
-    model_path: Path | None = None  # None = bundled demo checkpoint
+    model_path: str | None = None  # a checkpoint directory or a hub id ("org/name"); None = bundled demo
     model_name: str = "step-audio-r1"  # the id /v1/models reports and sessions echo
     device: str = "cpu"
     dtype: str | None = None  # None = the checkpoint's / engine's default
@@ -85,17 +85,21 @@ class Settings(BaseSettings):
             raise ValueError("effort_budgets values must be >= 0")
         return value
 
-    def resolved_model_path(self) -> Path:
-        """The checkpoint directory to serve, or a clear error when there is none."""
-        path = self.model_path if self.model_path is not None else DEMO_CHECKPOINT
-        if not (path / "config.json").is_file():
-            if self.model_path is None:
+    def resolved_model_path(self) -> Path | str:
+        """The checkpoint to serve: a local directory, or a hub id the loader downloads; else a clear error."""
+        if self.model_path is None:
+            if not (DEMO_CHECKPOINT / "config.json").is_file():
                 raise SettingsError(
-                    f"no model given and the bundled demo checkpoint is missing ({path}); "
-                    "pass --model PATH (a checkpoint directory in the official layout)"
+                    f"no model given and the bundled demo checkpoint is missing ({DEMO_CHECKPOINT}); "
+                    "pass --model PATH (a checkpoint directory in the official layout, or a hub id)"
                 )
-            raise SettingsError(f"model path {path} is not a checkpoint directory (no config.json)")
-        return path
+            return DEMO_CHECKPOINT
+        path = Path(self.model_path).expanduser()
+        if (path / "config.json").is_file():
+            return path
+        if path.exists() or self.model_path.count("/") != 1 or self.model_path.startswith((".", "/", "~")):
+            raise SettingsError(f"model path {self.model_path} is not a checkpoint directory (no config.json)")
+        return self.model_path  # "org/name": a Hugging Face hub id, downloaded by the checkpoint loader
 
     def think_budget(self, effort: str | None) -> int:
         """Think-token budget for a ``reasoning.effort`` (``None`` = the server default)."""

@@ -8,14 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from stepaudio_rt.settings import DEFAULT_EFFORT_BUDGETS, Settings, SettingsError
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
     ap = argparse.ArgumentParser(prog="python -m stepaudio_rt.server", description=__doc__)
-    ap.add_argument("--model", type=Path, dest="model_path", help="checkpoint directory (default: demo)")
+    ap.add_argument("--model", dest="model_path", help="checkpoint directory or hub id (default: bundled demo)")
     ap.add_argument("--host")
     ap.add_argument("--port", type=int)
     ap.add_argument("--device")
