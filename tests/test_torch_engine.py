@@ -210,3 +210,12 @@ async def test_static_decode_step_equals_eager_forward(engine: TorchEngine) -> N
         eager_logits = engine.model.lm_head(eager[:, -1]).float()
         static = engine._decode_static(torch.tensor(feeds), torch.tensor(slots), torch.tensor(starts))
     torch.testing.assert_close(static, eager_logits, atol=1e-4, rtol=1e-4)
+
+
+async def test_sampling_error_reaches_the_caller_and_frees_the_context(engine: TorchEngine) -> None:
+    ctx = engine.new_context()
+    await engine.append_text(ctx, PROMPT)
+    with pytest.raises(RuntimeError):  # NaN probabilities: torch.multinomial refuses them
+        await collect(engine, ctx, SamplingParams(temperature=float("nan"), max_tokens=5))
+    assert await wait_idle(engine)
+    assert (await collect(engine, ctx, SamplingParams(temperature=0, max_tokens=3)))[-1].finish_reason

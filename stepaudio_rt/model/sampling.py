@@ -29,7 +29,7 @@ def sample_token(
     """Pick the next token from a [vocab] logits vector (float32)."""
     if seen is not None:
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
-    if params.temperature <= 0:
+    if params.temperature <= 0 or params.top_p <= 0:
         return int(torch.argmax(logits))
     logits = logits / params.temperature
     if params.top_k > 0 and params.top_k < logits.numel():

@@ -199,7 +199,7 @@ class TorchEngine(Engine):
         cancel = cancel or CancelToken()
         generator = None
         if params.temperature > 0:
-            generator = torch.Generator(device="cpu")
+            generator = torch.Generator(device=self.device)  # sampling runs where the logits are
             generator.manual_seed(params.seed if params.seed is not None else int(time.time_ns() % 2**63))
         stream = _Stream(
             ctx=ctx,
@@ -433,10 +433,11 @@ class TorchEngine(Engine):
         stream.seen = set(stream.ctx.token_ids) if stream.params.repetition_penalty != 1.0 else set()
         self._streams.append(stream)
         # The first token comes from the prefill's logits: no forward pass between prefill and it.
-        t0 = time.perf_counter()
-        stream.last_step_s = 0.0
-        self._choose(stream, state.last_logits.clone())
-        stream.last_step_s = time.perf_counter() - t0
+        try:
+            self._choose(stream, state.last_logits.clone())
+        except Exception as exc:  # e.g. sampling on a broken distribution: the caller must hear of it
+            self._streams.remove(stream)
+            self._finish(stream, None, error=exc)
 
     def _decode_step(self) -> None:
         live = []
@@ -468,7 +469,10 @@ class TorchEngine(Engine):
             s.feed = None
             self._states[s.ctx.id].last_logits = logits[row]
             s.last_step_s = step_s
-            self._choose(s, logits[row].clone())
+            try:
+                self._choose(s, logits[row].clone())
+            except Exception as exc:  # one stream's sampling error must not stop the others
+                self._finish(s, None, error=exc)
         self._streams = [s for s in live if s.feed is not None]
 
     def _choose(self, s: _Stream, logits: torch.Tensor) -> None:

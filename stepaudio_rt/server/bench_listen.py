@@ -3,6 +3,7 @@ end of turn, for 2 s and 20 s utterances; plus the first-packet breakdown (final
 first TTS chunk) with the Piper voice.
 
     python -m stepaudio_rt.server.bench_listen --model CKPT [--pace 0.25] [--repeats 3] [--tts piper]
+    python -m stepaudio_rt.server.bench_listen --full-shapes --device cuda --tts none   # 33B on a GPU
 
 Without ``--model`` a tiny random checkpoint is built in a temp dir (architecture-shaped, not the demo).
 Speech arrives in 100 ms appends at ``pace`` x real time (1.0 = real time) so background prefill can keep
@@ -86,11 +87,21 @@ async def main_async(args: argparse.Namespace) -> None:
     from stepaudio_rt.model.torch_engine import TorchEngine
 
     model = args.model
-    if model is None:
-        from stepaudio_rt.model.testing import build_tiny_checkpoint
+    if args.full_shapes:  # the real 33B shapes with random bf16 weights, built on the GPU (no checkpoint)
+        from stepaudio_rt.model.bench_gpu import build_random_model
+        from stepaudio_rt.model.config import STEP_AUDIO_R1_CONFIG, StepAudio2Config
+        from stepaudio_rt.model.testing import tiny_tokenizer
 
-        model = build_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny")
-    engine = TorchEngine.from_pretrained(model, device=args.device, max_contexts=8, max_context_tokens=4096)
+        config = StepAudio2Config.from_dict(STEP_AUDIO_R1_CONFIG)
+        engine = TorchEngine(build_random_model(config, args.device), tiny_tokenizer(512), max_contexts=8,
+                             max_context_tokens=4096)
+        model = "random weights, full Step-Audio-R1 shapes"
+    else:
+        if model is None:
+            from stepaudio_rt.model.testing import build_tiny_checkpoint
+
+            model = build_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny")
+        engine = TorchEngine.from_pretrained(model, device=args.device, max_contexts=8, max_context_tokens=4096)
     print(f"checkpoint: {model}  device: {args.device}  pace: {args.pace}x real time  repeats: {args.repeats}")
     results: dict[tuple[float, bool], list[float]] = {}
     for seconds in (2.0, 20.0):
@@ -124,6 +135,7 @@ def main() -> None:
     ap.add_argument("--pace", type=float, default=0.25)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tts", default="piper")
+    ap.add_argument("--full-shapes", action="store_true", help="33B random bf16 model on --device (a GPU)")
     asyncio.run(main_async(ap.parse_args()))
 
 
