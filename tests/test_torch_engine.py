@@ -50,6 +50,8 @@ async def test_incremental_prefill_matches_single_prefill(engine: TorchEngine) -
     await engine.append_tokens(whole, ids)
     for chunk in (ids[:5], ids[5:6], ids[6:20], ids[20:]):
         await engine.append_tokens(parts, chunk)
+        await engine.flush(parts)  # force one forward pass per chunk
+    await engine.flush(whole)
     a = engine._states[whole.id].last_logits
     b = engine._states[parts.id].last_logits
     assert a is not None and b is not None
@@ -202,6 +204,8 @@ async def test_static_decode_step_equals_eager_forward(engine: TorchEngine) -> N
         ctx = engine.new_context()
         await engine.append_text(ctx, p)
         ctxs.append(ctx)
+    for c in ctxs:
+        await engine.flush(c)
     slots = [engine._states[c.id].slot for c in ctxs]
     starts = [len(c) for c in ctxs]
     feeds = [11, 42]
@@ -219,3 +223,26 @@ async def test_sampling_error_reaches_the_caller_and_frees_the_context(engine: T
         await collect(engine, ctx, SamplingParams(temperature=float("nan"), max_tokens=5))
     assert await wait_idle(engine)
     assert (await collect(engine, ctx, SamplingParams(temperature=0, max_tokens=3)))[-1].finish_reason
+
+
+async def test_deferred_text_is_prefilled_once_with_the_next_audio_or_generation(engine: TorchEngine) -> None:
+    wav = (0.1 * np.sin(np.arange(16000) * 2 * np.pi * 300 / 16000)).astype(np.float32)
+    eager, lazy = engine.new_context(), engine.new_context()
+    for piece in ("<|BOT|>human\n", "listen:\n"):
+        await engine.append_text(eager, piece)
+        await engine.flush(eager)
+        timing = await engine.append_text(lazy, piece)
+        assert timing.seconds == 0.0 and engine._states[lazy.id].kv_len == 0
+    await engine.append_audio(eager, wav)
+    await engine.append_audio(lazy, wav)  # deferred text + audio block in one forward pass
+    assert engine._states[lazy.id].kv_len == len(lazy) == len(eager)
+    for c in (eager, lazy):
+        await engine.append_text(c, "<|EOT|>" + GENERATION_PREFIX)
+    child = engine.fork(lazy)  # inherits the deferred tail without flushing it
+    greedy = SamplingParams(temperature=0, max_tokens=8)
+    a = [d.token_id for d in await collect(engine, eager, greedy)]
+    b = [d.token_id for d in await collect(engine, lazy, greedy)]
+    c = [d.token_id for d in await collect(engine, child, greedy)]
+    assert a == b == c
+    prefills = [t for t in lazy.timings if t.kind != "encode_audio"]
+    assert len(prefills) == 2  # audio block (+ its text) and the generation's flush: two passes

@@ -53,9 +53,11 @@ async def _engine_round(engine: TorchEngine, prompt: list[int], new_tokens: int,
     ctxs = [engine.new_context() for _ in range(batch)]
     t0 = time.perf_counter()
     await engine.append_tokens(ctxs[0], prompt)
+    await engine.flush(ctxs[0])  # text prefill is deferred until needed: force it to measure it
     prefill_s = time.perf_counter() - t0
     for c in ctxs[1:]:
         await engine.append_tokens(c, prompt)
+        await engine.flush(c)
     params = SamplingParams(temperature=0.0, max_tokens=new_tokens, stop_token_ids=())
 
     async def run(ctx) -> list[float]:  # type: ignore[no-untyped-def]

@@ -120,8 +120,13 @@ class Engine(abc.ABC):
     async def append_tokens(self, ctx: Context, token_ids: Sequence[int]) -> StepTiming: ...
 
     async def append_text(self, ctx: Context, text: str) -> StepTiming:
-        """Tokenize ``text`` (special tokens allowed) and prefill it."""
+        """Tokenize ``text`` (special tokens allowed) and prefill it (an engine may defer text and
+        prefill it with the next audio chunk or generation, in one pass)."""
         return await self.append_tokens(ctx, self.tokenizer.encode(text))
+
+    async def flush(self, ctx: Context) -> StepTiming:
+        """Prefill anything an engine deferred. Engines that never defer have nothing to do."""
+        return StepTiming("prefill_text", 0, 0.0)
 
     @abc.abstractmethod
     async def append_audio(self, ctx: Context, waveform_16k: np.ndarray) -> StepTiming:

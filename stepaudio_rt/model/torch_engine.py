@@ -56,7 +56,9 @@ class _CtxState:
     """Engine-side state of a context (touched only by the worker thread)."""
 
     slot: int
-    last_logits: torch.Tensor | None = None  # logits after the last appended token
+    kv_len: int = 0  # tokens whose K/V are in the slot
+    pending: list[int] = field(default_factory=list)  # appended text tokens not yet prefilled
+    last_logits: torch.Tensor | None = None  # logits after the last prefilled token
     busy: bool = False  # a stream is generating from it
 
 
@@ -174,8 +176,17 @@ class TorchEngine(Engine):
         return ctx
 
     async def append_tokens(self, ctx: Context, token_ids: Sequence[int]) -> StepTiming:
+        """Text is deferred: it is prefilled together with the next audio chunk or at the start of the
+        next generation, in one forward pass. On a GPU each eager forward costs tens of milliseconds of
+        kernel launches whatever its length, so the end of a turn (``<|EOT|>`` + generation prefix +
+        first token) costs one pass instead of three. The returned timing is therefore zero-cost;
+        the work shows up in the timing of the call that flushes it (see :meth:`flush`)."""
         ids = list(token_ids)
-        return await self._call(lambda: self._prefill(ctx, ids, None, "prefill_text"))
+        return await self._call(lambda: self._defer(ctx, ids))
+
+    async def flush(self, ctx: Context) -> StepTiming:
+        """Prefill any deferred text now (e.g. to prefill a shared prefix once before forking)."""
+        return await self._call(lambda: self._prefill(ctx, [], None, "prefill_text"))
 
     async def append_audio(self, ctx: Context, waveform_16k: np.ndarray) -> StepTiming:
         wav = np.asarray(waveform_16k, dtype=np.float32)
@@ -286,11 +297,13 @@ class TorchEngine(Engine):
         return self._states[ctx.id]
 
     def _fork(self, parent: Context, child: Context) -> None:
+        # Deferred text is copied, not flushed: the child prefills it with its own next tokens, which
+        # keeps a forward pass off the critical path at the end of a turn.
         src, dst = self._state(parent), self._state(child)
-        self.cache.copy_prefix(src.slot, dst.slot, len(parent))
+        self.cache.copy_prefix(src.slot, dst.slot, src.kv_len)
         child.token_ids = list(parent.token_ids)
         child.audio_tokens = parent.audio_tokens
-        dst.last_logits = src.last_logits
+        dst.kv_len, dst.pending, dst.last_logits = src.kv_len, list(src.pending), src.last_logits
 
     def _release(self, ctx: Context) -> None:
         for s in [s for s in self._streams if s.ctx is ctx]:
@@ -314,21 +327,35 @@ class TorchEngine(Engine):
         ctx.audio_tokens += len(ids)
         return StepTiming("prefill_audio", len(ids), encode_s + timing.seconds)
 
-    def _prefill(self, ctx: Context, ids: list[int], audio_embeds: torch.Tensor | None, kind: Any) -> StepTiming:
+    def _writable(self, ctx: Context, n_new: int) -> _CtxState:
         state = self._state(ctx)
         if state.busy:
             raise EngineError(f"context {ctx.id} is generating; fork it or wait")
-        if not ids:
-            return StepTiming(kind, 0, 0.0)
-        if len(ctx) + len(ids) > self.max_context_tokens:
+        if len(ctx) + n_new > self.max_context_tokens:
             raise EngineError(f"context {ctx.id} would exceed {self.max_context_tokens} tokens")
-        t0 = time.perf_counter()
-        input_ids = torch.tensor([ids], device=self.device)
-        embeds = self.model.embed(input_ids, audio_embeds, self.tokenizer.ids.audio_patch)
-        hidden = self._forward(embeds, [state.slot], [len(ctx)])
-        state.last_logits = self.model.lm_head(hidden[0, -1]).float()
+        return state
+
+    def _defer(self, ctx: Context, ids: list[int]) -> StepTiming:
+        state = self._writable(ctx, len(ids))
+        state.pending.extend(ids)
         ctx.token_ids.extend(ids)
-        timing = StepTiming(kind, len(ids), time.perf_counter() - t0)
+        return StepTiming("prefill_text", len(ids), 0.0)
+
+    def _prefill(self, ctx: Context, ids: list[int], audio_embeds: torch.Tensor | None, kind: Any) -> StepTiming:
+        """Prefill deferred text + ``ids`` in one forward pass."""
+        state = self._writable(ctx, len(ids))
+        batch = state.pending + ids
+        if not batch:
+            return StepTiming(kind, 0, 0.0)
+        t0 = time.perf_counter()
+        input_ids = torch.tensor([batch], device=self.device)
+        embeds = self.model.embed(input_ids, audio_embeds, self.tokenizer.ids.audio_patch)
+        hidden = self._forward(embeds, [state.slot], [state.kv_len])
+        state.last_logits = self.model.lm_head(hidden[0, -1]).float()
+        state.kv_len += len(batch)
+        state.pending = []
+        ctx.token_ids.extend(ids)
+        timing = StepTiming(kind, len(batch), time.perf_counter() - t0)
         ctx.timings.append(timing)
         return timing
 
@@ -424,11 +451,13 @@ class TorchEngine(Engine):
             state = self._state(stream.ctx)
             if state.busy:
                 raise EngineError(f"context {stream.ctx.id} is already generating")
-            if state.last_logits is None:
+            if state.last_logits is None and not state.pending:
                 raise EngineError("generate() needs a context with at least one appended token")
+            self._prefill(stream.ctx, [], None, "prefill_text")  # deferred text: one pass, right here
         except EngineError as exc:
             stream.emit(exc)
             return
+        assert state.last_logits is not None
         state.busy = True
         stream.seen = set(stream.ctx.token_ids) if stream.params.repetition_penalty != 1.0 else set()
         self._streams.append(stream)
@@ -452,7 +481,7 @@ class TorchEngine(Engine):
         t0 = time.perf_counter()
         feeds = [s.feed for s in live]
         slots = [self._states[s.ctx.id].slot for s in live]
-        starts = [len(s.ctx) for s in live]
+        starts = [self._states[s.ctx.id].kv_len for s in live]
         if self._graphs is not None:
             logits = self._graphs.run(feeds, slots, starts).clone()  # the graph reuses its output buffer
         else:
@@ -467,7 +496,9 @@ class TorchEngine(Engine):
             s.ctx.token_ids.append(s.feed)
             s.seen.add(s.feed)
             s.feed = None
-            self._states[s.ctx.id].last_logits = logits[row]
+            state = self._states[s.ctx.id]
+            state.kv_len += 1
+            state.last_logits = logits[row]
             s.last_step_s = step_s
             try:
                 self._choose(s, logits[row].clone())

@@ -202,6 +202,8 @@ class ResponseRun:
             ctx, _ = await conv.fork()
         try:
             await self.engine.append_text(ctx, GENERATION_PREFIX if opts.think_budget > 0 else NO_THINK_PREFIX)
+            # One forward pass for everything deferred (end of turn + generation prefix), timed as prefill.
+            await self.engine.flush(ctx)
             # After an await: an engine may fill a fork's token list asynchronously.
             self.usage.input_tokens = len(ctx)
             self.usage.input_audio_tokens = ctx.audio_tokens
