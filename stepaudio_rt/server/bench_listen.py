@@ -53,6 +53,7 @@ async def one_turn(
     t_end = time.perf_counter()
     commit = await sched.commit_listening()
     t_commit = time.perf_counter()
+    t_run = time.perf_counter()
     run = sched.response(ResponseOptions(audio=tts is not None, max_output_tokens=64, think_budget=8, seed=seed))
     first_token = first_audio = None
     fin = None
@@ -67,6 +68,8 @@ async def one_turn(
     assert fin is not None
     await sched.aclose()
     t = fin.timings
+    if t.first_token_s is not None:  # the engine's first token, text or not (random weights emit no text)
+        first_token = (t_run - t_end) + t.first_token_s
     return {
         "first_token": first_token if first_token is not None else float("nan"),
         "finalize": t_commit - t_end,
