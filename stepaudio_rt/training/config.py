@@ -48,14 +48,13 @@ class DemoConfig:
     max_position_embeddings: int = 4096
     rope_theta: float = 10000.0
     # optimisation
-    steps: int = 2600
+    steps: int = 6000
     batch_size: int = 32
     lr: float = 2e-3
-    adapter_lr_scale: float = (
-        2.0  # the adaptor starts from nothing between two trained ends: let it move faster
-    )
+    # the adaptor starts from nothing between two trained ends (encoder, decoder): let it move faster
+    adapter_lr_scale: float = 2.0
     min_lr_ratio: float = 0.05
-    warmup_steps: int = 100
+    warmup_steps: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     save_every: int = 250
