@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     device: str = "cpu"
     dtype: str | None = None  # None = the checkpoint's / engine's default
     max_context_tokens: int = Field(4096, ge=256)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    # None = the checkpoint's generation_config (greedy when it says do_sample: false), else 0.7.
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = None
 
@@ -100,6 +101,19 @@ class Settings(BaseSettings):
         if path.exists() or self.model_path.count("/") != 1 or self.model_path.startswith((".", "/", "~")):
             raise SettingsError(f"model path {self.model_path} is not a checkpoint directory (no config.json)")
         return self.model_path  # "org/name": a Hugging Face hub id, downloaded by the checkpoint loader
+
+    # Serving defaults that travel with a checkpoint (its generation_config.json) unless set here.
+    def temperature_for(self, generation_config: dict) -> float:
+        if self.temperature is not None:
+            return self.temperature
+        if generation_config.get("do_sample") is False:
+            return 0.0
+        return float(generation_config.get("temperature", 0.7))
+
+    def listen_chunk_seconds_for(self, generation_config: dict) -> float:
+        if self.listen_chunk_seconds is not None:
+            return self.listen_chunk_seconds
+        return float(generation_config.get("audio_chunk_seconds", 2.0))
 
     def think_budget(self, effort: str | None) -> int:
         """Think-token budget for a ``reasoning.effort`` (``None`` = the server default)."""

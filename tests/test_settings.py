@@ -30,3 +30,14 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STEPAUDIO_RT_API_KEYS", "k1,k2")
     s = Settings()
     assert s.port == 9123 and s.api_keys == ["k1", "k2"]
+
+
+def test_serving_defaults_come_from_the_checkpoint_unless_set() -> None:
+    greedy = {"do_sample": False, "temperature": 0.0, "audio_chunk_seconds": 1.5}
+    assert Settings().temperature_for(greedy) == 0.0
+    assert Settings().temperature_for({"temperature": 0.6}) == 0.6
+    assert Settings().temperature_for({}) == 0.7
+    assert Settings(temperature=1.1).temperature_for(greedy) == 1.1
+    assert Settings().listen_chunk_seconds_for(greedy) == 1.5
+    assert Settings().listen_chunk_seconds_for({}) == 2.0
+    assert Settings(listen_chunk_seconds=3.0).listen_chunk_seconds_for(greedy) == 3.0

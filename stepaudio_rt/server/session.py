@@ -23,9 +23,7 @@ from stepaudio_rt.streaming.scheduler import Scheduler
 from stepaudio_rt.streaming.vad import VadConfig
 
 if TYPE_CHECKING:
-    from stepaudio_rt.model.engine import Engine
     from stepaudio_rt.server.responder import ActiveResponse
-    from stepaudio_rt.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +66,10 @@ class RealtimeSession:
         self.config = config
         self.conversation_id = p.new_id("conv")
         self.scheduler = Scheduler(
-            server.engine, server.tts, config.instructions, listen_chunk_seconds(settings, server.engine)
+            server.engine,
+            server.tts,
+            config.instructions,
+            settings.listen_chunk_seconds_for(server.engine.generation_config),
         )
         self.items: dict[str, p.MessageItem | p.FunctionCallItem | p.FunctionCallOutputItem] = {}
         self.order: list[str] = []
@@ -163,10 +164,3 @@ async def cancel_task(task: asyncio.Task[Any] | None) -> None:
             await task
         except (asyncio.CancelledError, Exception):  # noqa: S110
             log.debug("task %s ended while cancelling", task.get_name())
-
-
-def listen_chunk_seconds(settings: Settings, engine: Engine) -> float:
-    """The configured chunk length, else the one the checkpoint was trained with, else 2 s."""
-    if settings.listen_chunk_seconds is not None:
-        return settings.listen_chunk_seconds
-    return float(engine.generation_config.get("audio_chunk_seconds", 2.0))

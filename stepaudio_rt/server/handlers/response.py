@@ -74,7 +74,7 @@ def start_response(
     voice = (
         params.audio.output.voice if params.audio and params.audio.output else None
     ) or cfg.audio.output.voice
-    temperature = settings.temperature
+    temperature = settings.temperature_for(s.server.engine.generation_config)
     if cfg.stepaudio.temperature is not None:
         temperature = cfg.stepaudio.temperature
     if params.stepaudio is not None and params.stepaudio.temperature is not None:
