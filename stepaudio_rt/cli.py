@@ -202,6 +202,39 @@ def bench_gpu_cmd(out: Path | None = None, new_tokens: int = 64) -> None:
         out.write_text(json.dumps(result, indent=2) + "\n")
 
 
+@train_app.command("demo")
+def train_demo_cmd(
+    out: Annotated[Path | None, typer.Option(help="checkpoint directory (default: the bundled one)")] = None,
+    work: Annotated[Path, typer.Option(help="data, features and training state (resumable)")] = Path("runs/demo"),
+    config: Annotated[Path | None, typer.Option(help="JSON file with DemoConfig fields")] = None,
+    fresh: Annotated[bool, typer.Option(help="ignore cached stages and start over")] = False,
+    mini: Annotated[bool, typer.Option(help="the CI miniature: a few dozen samples, a few steps")] = False,
+) -> None:
+    """Rebuild the bundled demo checkpoint: synthetic spoken tasks -> tokenizer -> Whisper tiny.en encoder
+    -> cold-start SFT (MGRD stage 1) -> official HF layout."""
+    from stepaudio_rt.training.config import DemoConfig
+    from stepaudio_rt.training.demo import DEFAULT_OUT_DIR, train_demo
+
+    cfg = DemoConfig.from_file(config) if config else (DemoConfig.mini() if mini else DemoConfig())
+    train_demo(out or DEFAULT_OUT_DIR, cfg, resume=not fresh, work_dir=work)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[Path | None, typer.Option(help="checkpoint directory (default: the bundled demo)")] = None,
+    out: Annotated[Path, typer.Option(help="where eval.json and eval_accuracy.png go")] = Path("runs/eval"),
+    n: Annotated[int, typer.Option("-n", help="held-out samples")] = 400,
+    seed: int = 0,
+    data: Annotated[Path | None, typer.Option(help="a built data directory with eval.jsonl")] = None,
+) -> None:
+    """Accuracy per task on the held-out spoken tasks (thinking on and empty think block), through the
+    TorchEngine; prints and saves JSON + PNG."""
+    from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
+    from stepaudio_rt.training.evaluate import evaluate_checkpoint
+
+    evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

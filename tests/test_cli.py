@@ -36,3 +36,19 @@ def test_help_lists_the_commands() -> None:
     assert result.exit_code == 0
     for command in ("serve", "inspect", "bench", "train"):
         assert command in result.output
+
+
+def test_train_demo_mini_and_eval_through_the_cli(tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make system-deps)")
+    out, work = tmp_path / "ckpt", tmp_path / "work"
+    result = runner.invoke(app, ["train", "demo", "--mini", "--out", str(out), "--work", str(work)])
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").exists() and (out / "generation_config.json").exists()
+    result = runner.invoke(app, ["eval", "--model", str(out), "--out", str(tmp_path / "eval"), "-n", "4"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "eval" / "eval.json").exists() and (tmp_path / "eval" / "eval_accuracy.png").exists()
