@@ -14,9 +14,18 @@ from transformers import PreTrainedTokenizerFast
 from stepaudio_rt.model.tokenizer import ENDOFTEXT, SPECIAL_TOKENS, THINK_TOKENS
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+def train_bpe_tokenizer(
+    texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2, split_digits: bool = False
+) -> PreTrainedTokenizerFast:
+    """``split_digits`` makes every digit its own pre-token, as Qwen2's tokenizer does (arithmetic
+    is then learned digit by digit instead of over arbitrary merged number chunks)."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if split_digits
+        else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
 
+from stepaudio_rt.model.bpe import train_bpe_tokenizer
 from stepaudio_rt.model.checkpoint import save_checkpoint
 from stepaudio_rt.model.config import STEP_AUDIO_R1_CONFIG, StepAudio2Config
 from stepaudio_rt.model.modeling import StepAudio2ForCausalLM
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX, USER_PREFIX, system_block
-from stepaudio_rt.model.tokenizer import ENDOFTEXT, SPECIAL_TOKENS, THINK_TOKENS, StepAudioTokenizer
+from stepaudio_rt.model.tokenizer import THINK_TOKENS, StepAudioTokenizer
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
 from stepaudio_rt.training.plots import plot_loss_curve
 from stepaudio_rt.training.sft import (
@@ -56,27 +55,7 @@ DEFAULT_WORK_DIR = Path("runs/demo")
 def train_demo_tokenizer(texts: Iterable[str], vocab_size: int) -> StepAudioTokenizer:
     """Byte-level BPE with the special tokens first, ``<think>``/``</think>`` as normal added tokens, and
     each digit its own pre-token (like ``model.bpe.train_bpe_tokenizer`` plus Qwen2's digit split)."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - len(THINK_TOKENS),
-        min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    tok.add_tokens(list(THINK_TOKENS))
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token=ENDOFTEXT,
-        pad_token=ENDOFTEXT,
-        additional_special_tokens=[t for t in SPECIAL_TOKENS if t != ENDOFTEXT],
-        clean_up_tokenization_spaces=False,
-    )
+    hf = train_bpe_tokenizer(texts, vocab_size=vocab_size - len(THINK_TOKENS), min_frequency=2, split_digits=True)
     return StepAudioTokenizer(hf)
 
 
