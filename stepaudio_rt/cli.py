@@ -152,8 +152,8 @@ def bench_latency_cmd(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     table = Table(title=f"first-packet latency (ms), {result['server']}")
-    for col in ("concurrency", "clock", "n", "mean", "p50", "p90", "p95", "p99", "errors", "timeouts"):
-        table.add_column(col)
+    for col in ("conc.", "clock", "n", "mean", "p50", "p90", "p95", "p99", "errors", "timeouts"):
+        table.add_column(col, no_wrap=True, min_width=14 if col == "clock" else None)
     for level, s in result["levels"].items():
         for clock, st in s["first_packet_s"].items():
             ms = [("-" if st[k] is None else f"{st[k] * 1000:.0f}") for k in ("mean", "p50", "p90", "p95", "p99")]
