@@ -257,19 +257,25 @@ def decode_audio(b64: str | bytes, fmt: AudioFormat | Mapping[str, Any] | str) -
     return decode_audio_bytes(raw, fmt)
 
 
+def as_int16_mono(samples: np.ndarray) -> np.ndarray:
+    """Mono samples as int16: int16 passes through, float in [-1, 1] is converted with clipping."""
+    samples = np.asarray(samples)
+    if samples.ndim != 1:
+        raise ValueError(f"expected mono 1-D samples, got shape {samples.shape}")
+    if samples.dtype.kind == "f":
+        return float_to_int16(samples)
+    if samples.dtype != np.int16:
+        raise ValueError(f"expected int16 or float samples, got dtype {samples.dtype}")
+    return samples
+
+
 def encode_audio(pcm16: np.ndarray, fmt: AudioFormat | Mapping[str, Any] | str) -> bytes:
     """int16 samples (already at ``fmt.sample_rate``) -> raw wire bytes in ``fmt``.
 
     Float input in [-1, 1] is accepted too and converted with clipping, so TTS output can be passed as is.
     """
     fmt = AudioFormat.parse(fmt)
-    samples = np.asarray(pcm16)
-    if samples.ndim != 1:
-        raise ValueError(f"expected mono 1-D samples, got shape {samples.shape}")
-    if samples.dtype.kind == "f":
-        samples = float_to_int16(samples)
-    elif samples.dtype != np.int16:
-        raise ValueError(f"expected int16 or float samples, got dtype {samples.dtype}")
+    samples = as_int16_mono(pcm16)
     if fmt.type == "audio/pcm":
         return samples.astype("<i2", copy=False).tobytes()
     if fmt.type == "audio/pcmu":

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import webrtcvad
 
-from .codecs import float_to_int16
+from .codecs import as_int16_mono
 
 __all__ = [
     "VAD_SAMPLE_RATE",
@@ -232,13 +232,7 @@ class TurnDetector:
 
     def feed(self, samples_16k: np.ndarray) -> list[VadEvent]:
         """Process 16 kHz mono samples (int16, or float in [-1, 1]); return the events they complete."""
-        samples = np.asarray(samples_16k)
-        if samples.ndim != 1:
-            raise ValueError(f"expected mono 1-D samples, got shape {samples.shape}")
-        if samples.dtype.kind == "f":
-            samples = float_to_int16(samples)
-        elif samples.dtype != np.int16:
-            raise ValueError(f"expected int16 or float samples, got dtype {samples.dtype}")
+        samples = as_int16_mono(samples_16k)
         buf = np.concatenate((self._pending, samples)) if self._pending.size else samples
         n_frames = buf.size // _FRAME_SAMPLES
         events: list[VadEvent] = []
