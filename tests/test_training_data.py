@@ -19,7 +19,9 @@ from stepaudio_rt.training.data.tasks import (
     TASK_NAMES,
     Sample,
     _problem,
+    arith_reply,
     check_answer,
+    extract_number,
     format_target,
     generate,
     is_eval_operands,
@@ -223,6 +225,19 @@ def test_held_out_operand_pairs_never_in_train(train: list[Sample], evals: list[
 )
 def test_check_answer(task: str, reply: str, label: str, ok: bool) -> None:
     assert check_answer(task, reply, label) is ok
+
+
+def test_arithmetic_reply_restates_each_step_and_ends_with_the_result() -> None:
+    one = {"ops": ["+"], "operands": [47, 38], "steps": [85], "result": 85}
+    two = {"ops": ["-", "+"], "operands": [51, 9, 30], "steps": [42, 72], "result": 72}
+    assert arith_reply(one) == "47 plus 38 is 85."
+    assert arith_reply(two) == "51 minus 9 is 42, plus 30 is 72."
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        p = _problem(rng, "train", two_step_share=0.5)
+        reply = arith_reply(p)
+        assert extract_number(reply) == p["result"]
+        assert check_answer("text_arithmetic", reply, str(p["result"]))
 
 
 def test_check_answer_rejects_unknown_task() -> None:

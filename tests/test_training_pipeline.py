@@ -24,6 +24,7 @@ from stepaudio_rt.training.demo import DEFAULT_OUT_DIR, train_demo, train_demo_t
 from stepaudio_rt.training.sft import (
     IGNORE_INDEX,
     audio_embeddings,
+    audio_scale_penalty,
     batch_order,
     chunk_token_counts,
     collate,
@@ -92,6 +93,25 @@ def test_collate_masks_prompt_and_audio_and_matches_serving_encoder() -> None:
     assert got is not None and got.shape == want.shape
     # fp16 feature cache: equal up to half-precision rounding of the encoder outputs
     assert torch.allclose(got, want, atol=2e-2, rtol=2e-2)
+
+
+def test_audio_scale_penalty_pulls_the_adaptor_output_to_the_text_embedding_scale() -> None:
+    torch.manual_seed(0)
+    model = StepAudio2ForCausalLM(tiny_config())
+    text_rms = model.model.embed_tokens.weight.pow(2).mean().sqrt().item()
+    feats = torch.randn(2, 20, model.config.audio.n_audio_state)
+    on_scale = torch.randn(10, model.config.text.hidden_size) * text_rms
+    assert audio_scale_penalty(model, on_scale).item() < 1e-2
+    assert audio_scale_penalty(model, on_scale * 100).item() > 20  # log(100)^2 = 21.2
+    # one gradient step on the penalty alone shrinks an adaptor output that is too large
+    with torch.no_grad():
+        model.adapter.linear2.weight.mul_(50.0)
+    before = model.adapter(feats).pow(2).mean().sqrt().item()
+    opt = torch.optim.SGD(model.adapter.parameters(), lr=1e-3)
+    audio_scale_penalty(model, model.adapter(feats)).backward()
+    opt.step()
+    assert model.adapter(feats).pow(2).mean().sqrt().item() < before
+    assert before > 10 * text_rms
 
 
 def test_batch_order_is_deterministic_and_covers_every_example() -> None:
@@ -207,3 +227,17 @@ def test_committed_demo_checkpoint_hears_and_transcribes_a_held_out_voice() -> N
     for mode, reply in replies.items():
         assert check_answer("self_cognition", reply, "yes"), (mode, reply)
 
+
+
+@needs_checkpoint
+@needs_espeak
+def test_committed_demo_checkpoint_answers_a_spoken_sum_in_a_held_out_voice() -> None:
+    """A spoken addition with a carry, whose operand pair and voice were both held out of training, is
+    answered correctly through the serving engine, with thinking enabled and with an empty think block."""
+    from stepaudio_rt.training.data.tasks import check_answer, extract_number, is_eval_operands
+
+    assert is_eval_operands(14, 29)  # never seen as a pair in training
+    replies = _ask_checkpoint("", _speak_held_out("what is 14 plus 29"))
+    for mode, reply in replies.items():
+        assert extract_number(reply) == 43, (mode, reply)
+        assert check_answer("spoken_arithmetic", reply, "43"), (mode, reply)

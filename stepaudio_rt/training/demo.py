@@ -86,8 +86,8 @@ def augment_examples(
     - Every training clip of speech that is not already a transcription sample is reused once as one
       ("what did the speaker say?"): dense supervision of what was said is what teaches a fresh adaptor
       to carry speech into the decoder (the spoken numbers of the arithmetic questions above all).
-    - ``cfg.n_text_arithmetic`` extra text-only chain-of-thought arithmetic problems (training operand
-      pairs only), so the decoder learns the arithmetic itself from cheap short sequences.
+    - ``cfg.n_text_arithmetic`` extra text-only arithmetic problems (training operand pairs only), half
+      with chain of thought, so the decoder learns the arithmetic itself from cheap short sequences.
     """
     import numpy as np
 
@@ -108,7 +108,9 @@ def augment_examples(
             answer = f"The speaker said: {text}."
             out.append(tokenize_example(tokenizer, question, "", answer, tokens, ids, "transcription_aux"))
     for _ in range(cfg.n_text_arithmetic):
-        t = generate("text_arithmetic", rng, "train", True)
+        # half with the reasoning in the think block, half answered directly in the reply, as a spoken
+        # question is (its think block is usually empty)
+        t = generate("text_arithmetic", rng, "train", bool(rng.random() < 0.5))
         out.append(tokenize_example(tokenizer, t.user_text, t.think, t.answer, [], [], t.task))
     return out
 

@@ -269,13 +269,34 @@ def audio_embeddings(model: StepAudio2ForCausalLM, batch: Batch) -> torch.Tensor
     return torch.cat([out[k, :n] for k, n in enumerate(batch.chunk_tokens)])
 
 
-def sft_loss(model: StepAudio2ForCausalLM, batch: Batch, audio_patch_id: int) -> torch.Tensor:
+def audio_scale_penalty(model: StepAudio2ForCausalLM, audio_embeds: torch.Tensor) -> torch.Tensor:
+    """Squared log ratio of the audio embeddings' RMS to the text embeddings' RMS.
+
+    Why: the decoder only sees its inputs through RMSNorm, so the cross-entropy is blind to the adaptor's
+    output scale, and Adam on a scale-invariant function inflates it step after step (measured: RMS 0.09 at
+    init, 15 after 400 steps, 300 after 6,000, against 0.05 for text embeddings). The adaptor's effective
+    learning rate falls with the square of that scale, so it stops learning before it has picked up the
+    subtle cues (pitch, loudness, tone height) and the model answers those at chance. Pinning the scale
+    to the text embeddings' keeps it learning; real checkpoints show the same match of scales.
+    """
+    audio_rms = audio_embeds.float().pow(2).mean().sqrt()
+    text_rms = model.model.embed_tokens.weight.detach().float().pow(2).mean().sqrt()
+    return torch.log(audio_rms / text_rms).pow(2)
+
+
+def sft_loss(
+    model: StepAudio2ForCausalLM, batch: Batch, audio_patch_id: int, audio_scale_weight: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimise, cross-entropy alone): token cross-entropy on the targets plus
+    ``audio_scale_weight`` times :func:`audio_scale_penalty`."""
     embeds = audio_embeddings(model, batch)
-    _, loss = model(
+    _, ce = model(
         batch.input_ids, None, embeds, audio_patch_id if embeds is not None else None, batch.labels
     )
-    assert loss is not None
-    return loss
+    assert ce is not None
+    if embeds is None or audio_scale_weight <= 0:
+        return ce, ce
+    return ce + audio_scale_weight * audio_scale_penalty(model, embeds), ce
 
 
 def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -372,7 +393,7 @@ def train_sft(
     with log_path.open("a") as logf:
         for step in range(start, cfg.steps):
             batch = collate([examples[i] for i in next(stream)], store, pad_id)
-            loss = sft_loss(model, batch, patch_id)
+            loss, ce = sft_loss(model, batch, patch_id, cfg.audio_scale_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(
@@ -382,7 +403,7 @@ def train_sft(
             )
             opt.step()
             sched.step()
-            loss_value = float(loss.detach())
+            loss_value = float(ce.detach())
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"SFT loss is {loss_value} at step {step}")
             running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
@@ -453,6 +474,7 @@ __all__ = [
     "encode_chunks",
     "load_loss_log",
     "prompt_segments",
+    "audio_scale_penalty",
     "sft_loss",
     "target_text",
     "tokenize_example",

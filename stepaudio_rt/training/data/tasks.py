@@ -228,6 +228,22 @@ def _arith_think(p: dict[str, Any]) -> str:
     )
 
 
+def arith_reply(p: dict[str, Any]) -> str:
+    """The spoken reply restates the problem, then gives each step's result: "12 plus 7 is 19." or
+    "12 plus 7 is 19, minus 5 is 14."
+
+    Why restate: what a voice assistant says anyway, and it splits a spoken question into the two skills
+    a small decoder learns separately, hearing the numbers (written as digits, one token each) and adding
+    written numbers (learned from cheap text-only problems with exactly the same words). Each result is
+    then computed from two written operands a few tokens back; the final number is the answer.
+    """
+    ops, nums, steps = p["ops"], p["operands"], p["steps"]
+    out = f"{nums[0]} {tp.OP_WORDS[ops[0]]} {nums[1]} is {steps[0]}"
+    if len(ops) == 2:
+        out += f", {tp.OP_WORDS[ops[1]]} {nums[2]} is {steps[1]}"
+    return out + "."
+
+
 def _arith_words(
     p: dict[str, Any],
     templates_one: dict[str, tuple[str, ...]] | tuple[str, ...],
@@ -267,7 +283,7 @@ def gen_spoken_arithmetic(rng: np.random.Generator, split: Split, cot: bool) -> 
         x,
         _choice(rng, tp.ARITH_AUDIO_INSTRUCTIONS),
         think,
-        f"The answer is {p['result']}.",
+        arith_reply(p),
         str(p["result"]),
         meta,
     )
@@ -283,7 +299,7 @@ def gen_text_arithmetic(rng: np.random.Generator, split: Split, cot: bool = True
         None,
         q,
         _arith_think(p) if cot else "",
-        f"The answer is {p['result']}.",
+        arith_reply(p),
         str(p["result"]),
         dict(p),
     )
