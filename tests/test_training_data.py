@@ -20,9 +20,12 @@ from stepaudio_rt.training.data.tasks import (
     Sample,
     _problem,
     arith_reply,
+    arith_working,
     check_answer,
+    column_step,
     extract_number,
     format_target,
+    gen_text_arithmetic,
     generate,
     is_eval_operands,
     is_eval_sentence,
@@ -227,17 +230,39 @@ def test_check_answer(task: str, reply: str, label: str, ok: bool) -> None:
     assert check_answer(task, reply, label) is ok
 
 
-def test_arithmetic_reply_restates_each_step_and_ends_with_the_result() -> None:
-    one = {"ops": ["+"], "operands": [47, 38], "steps": [85], "result": 85}
+@pytest.mark.parametrize(
+    ("a", "op", "b", "text"),
+    [
+        (47, "+", 38, "47 plus 38: 7 plus 8 is 15, 4 plus 3 plus 1 is 8, so 85."),
+        (42, "+", 35, "42 plus 35: 2 plus 5 is 7, 4 plus 3 is 7, so 77."),
+        (94, "+", 89, "94 plus 89: 4 plus 9 is 13, 9 plus 8 plus 1 is 18, so 183."),
+        (7, "+", 8, "7 plus 8: 7 plus 8 is 15, 0 plus 0 plus 1 is 1, so 15."),
+        (52, "-", 17, "52 minus 17: 12 minus 7 is 5, 5 minus 1 minus 1 is 3, so 35."),
+        (52, "-", 48, "52 minus 48: 12 minus 8 is 4, 5 minus 4 minus 1 is 0, so 4."),
+    ],
+)
+def test_column_working(a: int, op: str, b: int, text: str) -> None:
+    assert column_step(a, op, b) == text
+
+
+def test_arithmetic_working_goes_in_the_think_block_or_the_reply_and_ends_with_the_result() -> None:
     two = {"ops": ["-", "+"], "operands": [51, 9, 30], "steps": [42, 72], "result": 72}
-    assert arith_reply(one) == "47 plus 38 is 85."
-    assert arith_reply(two) == "51 minus 9 is 42, plus 30 is 72."
+    assert arith_working(two) == (
+        "51 minus 9: 11 minus 9 is 2, 5 minus 0 minus 1 is 4, so 42. 42 plus 30: 2 plus 0 is 2, 4 plus 3 is 7, so 72."
+    )
+    assert arith_reply(two, thought=True) == "The answer is 72."
+    assert arith_reply(two, thought=False) == arith_working(two)
     rng = np.random.default_rng(3)
-    for _ in range(200):
+    for _ in range(300):
         p = _problem(rng, "train", two_step_share=0.5)
-        reply = arith_reply(p)
-        assert extract_number(reply) == p["result"]
-        assert check_answer("text_arithmetic", reply, str(p["result"]))
+        for thought in (True, False):
+            reply = arith_reply(p, thought)
+            assert extract_number(reply) == p["result"]
+            assert check_answer("text_arithmetic", reply, str(p["result"]))
+    for cot in (True, False):
+        s = gen_text_arithmetic(np.random.default_rng(5), "train", cot)
+        assert (s.think == arith_working(s.meta)) == cot
+        assert extract_number(s.answer) == int(s.label)
 
 
 def test_check_answer_rejects_unknown_task() -> None:

@@ -122,6 +122,29 @@ def test_batch_order_is_deterministic_and_covers_every_example() -> None:
     assert sorted(i for b in a for i in b) == list(range(103))
 
 
+def test_batch_stream_curriculum_first_draws_from_the_subset_and_resumes_exactly() -> None:
+    from stepaudio_rt.training.sft import batch_stream
+
+    lengths = [5 + i % 7 for i in range(40)]
+    subset = list(range(0, 40, 4))
+    stream = batch_stream(lengths, 4, seed=1, start_step=0, first_steps=6, first_subset=subset)
+    batches = [next(stream) for _ in range(20)]
+    assert all(set(b) <= set(subset) for b in batches[:6])
+    assert any(not set(b) <= set(subset) for b in batches[6:])
+    for start in (0, 3, 6, 11):  # resuming at any step replays the same batches
+        resumed = batch_stream(lengths, 4, seed=1, start_step=start, first_steps=6, first_subset=subset)
+        assert [next(resumed) for _ in range(20 - start)] == batches[start:]
+    plain = batch_stream(lengths, 4, seed=1, start_step=0)
+    assert [next(plain) for _ in range(14)] == batches[6:]
+
+
+def test_demo_config_round_trips_through_json() -> None:
+    cfg = DemoConfig.mini(first_phase_tasks=("noise", "loudness"))
+    back = DemoConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+    assert back.to_dict() == cfg.to_dict()
+
+
 def test_demo_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="divisible"):
         DemoConfig(hidden_size=100, num_heads=3)

@@ -92,7 +92,7 @@ def augment_examples(
     import numpy as np
 
     from stepaudio_rt.training.data import text_pools
-    from stepaudio_rt.training.data.tasks import generate
+    from stepaudio_rt.training.data.tasks import gen_text_arithmetic
 
     rng = np.random.default_rng([cfg.seed, 0xA06])
     out: list[SftExample] = []
@@ -110,7 +110,7 @@ def augment_examples(
     for _ in range(cfg.n_text_arithmetic):
         # half with the reasoning in the think block, half answered directly in the reply, as a spoken
         # question is (its think block is usually empty)
-        t = generate("text_arithmetic", rng, "train", bool(rng.random() < 0.5))
+        t = gen_text_arithmetic(rng, "train", bool(rng.random() < 0.5))
         out.append(tokenize_example(tokenizer, t.user_text, t.think, t.answer, [], [], t.task))
     return out
 

@@ -244,18 +244,38 @@ def batch_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def batch_stream(
-    n_examples_lengths: Sequence[int], batch_size: int, seed: int, start_step: int
-) -> Iterator[list[int]]:
-    """Endless batches over epochs, starting at global step ``start_step``."""
+def _epochs(lengths: Sequence[int], batch_size: int, seed: int, start_step: int) -> Iterator[list[int]]:
+    """Endless batches over epochs of ``batch_order``, starting at step ``start_step``."""
     epoch, step = 0, 0
     while True:
-        order = batch_order(n_examples_lengths, batch_size, seed, epoch)
+        order = batch_order(lengths, batch_size, seed, epoch)
         for b in order:
             if step >= start_step:
                 yield b
             step += 1
         epoch += 1
+
+
+def batch_stream(
+    n_examples_lengths: Sequence[int],
+    batch_size: int,
+    seed: int,
+    start_step: int,
+    first_steps: int = 0,
+    first_subset: Sequence[int] = (),
+) -> Iterator[list[int]]:
+    """Endless batches, starting at global step ``start_step``: the first ``first_steps`` steps draw only
+    from the examples ``first_subset``, then every example. A pure function of its arguments, so a resumed
+    run replays the same batches."""
+    lengths = n_examples_lengths
+    if first_steps > 0 and first_subset:
+        sub = list(first_subset)
+        if start_step < first_steps:
+            inner = _epochs([lengths[i] for i in sub], batch_size, seed, start_step)
+            for _ in range(first_steps - start_step):
+                yield [sub[j] for j in next(inner)]
+        start_step = max(0, start_step - first_steps)
+    yield from _epochs(lengths, batch_size, seed, start_step)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -383,7 +403,8 @@ def train_sft(
     pad_id = tokenizer.ids.endoftext if tokenizer.ids.endoftext is not None else 0
     patch_id = tokenizer.ids.audio_patch
     lengths = [len(e.input_ids) for e in examples]
-    stream = batch_stream(lengths, cfg.batch_size, cfg.seed, start)
+    first = [i for i, e in enumerate(examples) if e.task in cfg.first_phase_tasks]
+    stream = batch_stream(lengths, cfg.batch_size, cfg.seed, start, cfg.first_phase_steps, first)
     t0 = time.perf_counter()
     running: float | None = None
     loss_value = float("nan")

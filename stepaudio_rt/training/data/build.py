@@ -42,13 +42,13 @@ TASK_WEIGHTS: dict[str, float] = {
     "beep_count": 0.08,
     "tone_compare": 0.10,  # the slowest perception task to learn (it compares two moments of the clip)
     "voice_pitch": 0.08,
-    "speech_rate": 0.07,
+    "speech_rate": 0.08,
     "loudness": 0.08,
-    "noise": 0.07,
+    "noise": 0.08,
     "transcription": 0.05,  # SFT adds every other speech clip once more as a transcription example
     "self_cognition": 0.05,
     "text_arithmetic": 0.10,
-    "text_chat": 0.04,
+    "text_chat": 0.05,
 }
 assert set(TASK_WEIGHTS) == set(TASK_NAMES), "every task needs a weight"
 

@@ -218,30 +218,46 @@ def _problem(rng: np.random.Generator, split: Split, two_step_share: float = 0.2
         return {"ops": [op1, op2], "operands": [a, b, c], "steps": [r1, r2], "result": r2}
 
 
-def _arith_think(p: dict[str, Any]) -> str:
-    ops, nums, steps = p["ops"], p["operands"], p["steps"]
-    if len(ops) == 1:
-        return f"{nums[0]} {tp.OP_WORDS[ops[0]]} {nums[1]} is {steps[0]}."
-    return (
-        f"First, {nums[0]} {tp.OP_WORDS[ops[0]]} {nums[1]} is {steps[0]}. "
-        f"Then, {steps[0]} {tp.OP_WORDS[ops[1]]} {nums[2]} is {steps[1]}."
-    )
+def column_step(a: int, op: str, b: int) -> str:
+    """One operation worked column by column, the way it is taught: "47 plus 38: 7 plus 8 is 15, 4 plus
+    3 plus 1 is 8, so 85." / "52 minus 17: 12 minus 7 is 5, 5 minus 1 minus 1 is 3, so 35."
 
-
-def arith_reply(p: dict[str, Any]) -> str:
-    """The spoken reply restates the problem, then gives each step's result: "12 plus 7 is 19." or
-    "12 plus 7 is 19, minus 5 is 14."
-
-    Why restate: what a voice assistant says anyway, and it splits a spoken question into the two skills
-    a small decoder learns separately, hearing the numbers (written as digits, one token each) and adding
-    written numbers (learned from cheap text-only problems with exactly the same words). Each result is
-    then computed from two written operands a few tokens back; the final number is the answer.
+    Why: a 4-layer decoder trained for an hour does not learn to write a two-digit sum in one go (measured:
+    5% on text problems after 6,000 steps), but every token here is a one-digit fact or a copy of a digit
+    a few tokens back, which it learns quickly. Operands below 10 get a tens digit of 0 so that every
+    problem has the same shape.
     """
+    a1, a0, b1, b0 = a // 10, a % 10, b // 10, b % 10
+    word = tp.OP_WORDS[op]
+    if op == "+":
+        units, carry = a0 + b0, int(a0 + b0 >= 10)
+        tens = a1 + b1 + carry
+        ones = f"{a0} plus {b0} is {units}"
+        tens_text = f"{a1} plus {b1} plus 1 is {tens}" if carry else f"{a1} plus {b1} is {tens}"
+    else:
+        borrow = int(a0 < b0)
+        units = 10 * borrow + a0 - b0
+        tens = a1 - b1 - borrow
+        ones = f"{10 * borrow + a0} minus {b0} is {units}"
+        tens_text = f"{a1} minus {b1} minus 1 is {tens}" if borrow else f"{a1} minus {b1} is {tens}"
+    result = _apply(a, op, b)
+    return f"{a} {word} {b}: {ones}, {tens_text}, so {result}."
+
+
+def arith_working(p: dict[str, Any]) -> str:
+    """Column-by-column working of every step of the problem; its last number is the answer."""
     ops, nums, steps = p["ops"], p["operands"], p["steps"]
-    out = f"{nums[0]} {tp.OP_WORDS[ops[0]]} {nums[1]} is {steps[0]}"
+    parts = [column_step(nums[0], ops[0], nums[1])]
     if len(ops) == 2:
-        out += f", {tp.OP_WORDS[ops[1]]} {nums[2]} is {steps[1]}"
-    return out + "."
+        parts.append(column_step(steps[0], ops[1], nums[2]))
+    return " ".join(parts)
+
+
+def arith_reply(p: dict[str, Any], thought: bool) -> str:
+    """The reply to an arithmetic question. The working is written once: in the think block when the
+    sample reasons (then the reply just gives the result), otherwise in the reply itself, which a voice
+    assistant may well say aloud ("47 plus 38: 7 plus 8 is 15, ...")."""
+    return f"The answer is {p['result']}." if thought else arith_working(p)
 
 
 def _arith_words(
@@ -277,20 +293,20 @@ def gen_spoken_arithmetic(rng: np.random.Generator, split: Split, cot: bool) -> 
     meta.update(p)
     think = ""
     if cot:
-        think = f"The spoken question lasts {m['active_s']:.1f} seconds. " + _arith_think(p)
+        think = f"The spoken question lasts {m['active_s']:.1f} seconds. " + arith_working(p)
     return Sample(
         "spoken_arithmetic",
         x,
         _choice(rng, tp.ARITH_AUDIO_INSTRUCTIONS),
         think,
-        arith_reply(p),
+        arith_reply(p, bool(think)),
         str(p["result"]),
         meta,
     )
 
 
 def gen_text_arithmetic(rng: np.random.Generator, split: Split, cot: bool = True) -> Sample:
-    """Text-only chain-of-thought arithmetic (always with reasoning, like the paper's text CoT data)."""
+    """Text-only arithmetic; with ``cot`` the working goes in the think block (the paper's text CoT data)."""
     p = _problem(rng, split, two_step_share=0.35)
     ops_text = {"+": tp.ARITH_TEXT_ONE_STEP, "-": tp.ARITH_TEXT_ONE_STEP}
     q = _arith_words(p, ops_text, tp.ARITH_TEXT_TWO_STEP, rng)
@@ -298,8 +314,8 @@ def gen_text_arithmetic(rng: np.random.Generator, split: Split, cot: bool = True
         "text_arithmetic",
         None,
         q,
-        _arith_think(p) if cot else "",
-        arith_reply(p),
+        arith_working(p) if cot else "",
+        arith_reply(p, cot),
         str(p["result"]),
         dict(p),
     )
