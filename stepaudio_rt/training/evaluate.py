@@ -152,7 +152,7 @@ def evaluate_checkpoint(
         samples = load_split(Path(data_dir) / "eval.jsonl")[:n]
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            build_dataset(0, n, Path(tmp), seed=seed, workers=1)
+            build_dataset(0, n, Path(tmp), seed=seed, workers=2)
             samples = load_split(Path(tmp) / "eval.jsonl")
     engine = TorchEngine.from_pretrained(path, max_contexts=4 * concurrency + 4, progress=progress)
 

@@ -8,6 +8,9 @@ would also bring gradient checkpointing, bf16 and accelerate defaults that all h
 CPU. The loop below is what TRL would do for us here: AdamW, linear warmup + cosine decay, gradient
 clipping, loss only on the assistant part (reasoning, ``</think>``, reply, ``<|EOT|>``), checkpoints every
 N steps with exact resume (model, optimiser, schedule, data order), a tqdm bar and a JSONL loss log.
+Two additions that TRL does not have and this model needed (both measured, see ``DemoConfig``): a
+curriculum whose first steps see only the perception tasks, and a penalty that keeps the adaptor's
+output on the scale of the text embeddings (:func:`audio_scale_penalty`).
 
 Prompts are built exactly as the realtime server builds them (:func:`prompt_segments`): the system
 prompt, the user's text, then the audio cut into ``LISTEN_CHUNK_SECONDS`` chunks, each its own
