@@ -128,6 +128,29 @@ async def test_abandoned_stream_is_dropped(engine: TorchEngine) -> None:
     assert await wait_idle(engine)
 
 
+async def test_a_stream_whose_event_loop_closed_does_not_stop_the_engine(engine: TorchEngine) -> None:
+    """A consumer's loop torn down mid-response (its generator never closed) must not kill the worker.
+
+    Regression: the worker's emit raised "Event loop is closed", and its error handler emitted again,
+    so the thread died and every later request on the engine hung.
+    """
+    ctx = engine.new_context()
+    await engine.append_text(ctx, PROMPT)
+
+    def abandon_in_a_private_loop() -> None:
+        loop = asyncio.new_event_loop()
+        gen = engine.generate(ctx, SamplingParams(temperature=1.0, max_tokens=400, seed=1))
+        loop.run_until_complete(gen.__anext__())
+        loop.close()  # the generator is left open: its stream stays live in the worker
+
+    await asyncio.to_thread(abandon_in_a_private_loop)
+    assert await wait_idle(engine)
+    other = engine.new_context()
+    await engine.append_text(other, PROMPT)
+    deltas = await asyncio.wait_for(collect(engine, other, SamplingParams(temperature=0.0, max_tokens=5)), 30)
+    assert deltas[-1].finish_reason in ("length", "stop")
+
+
 async def test_token_budget_and_stop(engine: TorchEngine) -> None:
     ctx = engine.new_context()
     await engine.append_text(ctx, PROMPT)

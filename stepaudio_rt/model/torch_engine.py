@@ -81,7 +81,13 @@ class _Stream:
     last_step_s: float = 0.0
 
     def emit(self, item: Any) -> None:
-        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        # The consumer's event loop can close under a live stream (a client task torn down without
+        # closing its generator). Its items have nowhere to go: drop them and cancel the stream, so the
+        # worker thread, which serves every other stream, never dies of one abandoned consumer.
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:  # "Event loop is closed"
+            self.cancel.cancel()
 
 
 class TorchEngine(Engine):
@@ -285,9 +291,9 @@ class TorchEngine(Engine):
                         self._decode_step()
                     except Exception as exc:
                         log.exception("decode step failed")
-                        for s in self._streams:
+                        streams, self._streams = self._streams, []
+                        for s in streams:
                             self._finish(s, None, error=exc)
-                        self._streams.clear()
         for s in self._streams:
             self._finish(s, "cancelled")
 
