@@ -22,6 +22,8 @@ from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECOND
 from stepaudio_rt.training.demo import DEFAULT_OUT_DIR, train_demo, train_demo_tokenizer
 from stepaudio_rt.training.sft import (
     IGNORE_INDEX,
+    Batch,
+    audio_alignment_loss,
     audio_embeddings,
     audio_scale_penalty,
     batch_order,
@@ -29,6 +31,7 @@ from stepaudio_rt.training.sft import (
     collate,
     encode_chunks,
     load_loss_log,
+    spoken_token_ids,
     tokenize_example,
 )
 
@@ -111,6 +114,44 @@ def test_audio_scale_penalty_pulls_the_adaptor_output_to_the_text_embedding_scal
     opt.step()
     assert model.adapter(feats).pow(2).mean().sqrt().item() < before
     assert before > 10 * text_rms
+
+
+def test_spoken_token_ids_are_the_words_as_a_reply_writes_them() -> None:
+    tok = train_demo_tokenizer(["what is 35 plus 38. The speaker said: the green dog."] * 50, vocab_size=300)
+    ids = spoken_token_ids(tok, "What is 35 plus 38?")
+    assert tok.decode([int(i) for i in ids]).replace(" ", "") == "whatis35plus38"
+    assert all(tok.decode([int(i)]).strip() for i in ids)  # no white-space-only targets
+    assert tokenize_example(tok, "", "", "ok", [], [], "t", spoken_text="hi").spoken is None  # no audio, no target
+
+
+def test_audio_alignment_loss_rewards_frames_that_look_like_the_spoken_words() -> None:
+    torch.manual_seed(0)
+    model = StepAudio2ForCausalLM(tiny_config())
+    table = model.model.embed_tokens.weight.detach()
+    blank = 3
+    words = torch.tensor([10, 11, 12])
+    aligned = table[torch.tensor([blank, 10, 10, blank, 11, blank, 12, blank])]  # 8 frames saying 10, 11, 12
+    shuffled = table[torch.tensor([blank, 12, 12, blank, 10, blank, 11, blank])]  # the same words, wrong order
+    silence = table[torch.full((5,), blank)]  # a clip without speech: no target, no loss
+
+    def loss(frames: torch.Tensor, targets: list[torch.Tensor | None]) -> torch.Tensor | None:
+        sizes = [8] * (len(targets) - 1) + [5] if targets[-1] is None else [8] * len(targets)
+        batch = Batch(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long), None, [], 0, sizes, targets)
+        return audio_alignment_loss(model, frames, batch, blank)
+
+    good = loss(torch.cat([aligned, silence]), [words, None])
+    bad = loss(torch.cat([shuffled, silence]), [words, None])
+    assert good is not None and bad is not None
+    assert good.item() < 0.1 and bad.item() > 1.0, (good.item(), bad.item())
+    assert loss(silence, [None]) is None
+    # its gradient reaches the adaptor
+    feats = torch.randn(1, 16, model.config.audio.n_audio_state)
+    frames = model.adapter(feats)[0]
+    batch = Batch(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long), None, [], 0, [frames.shape[0]], [words])
+    value = audio_alignment_loss(model, frames, batch, blank)
+    assert value is not None
+    value.backward()
+    assert model.adapter.linear2.weight.grad is not None and model.adapter.linear2.weight.grad.abs().sum() > 0
 
 
 def test_batch_order_is_deterministic_and_covers_every_example() -> None:

@@ -106,7 +106,11 @@ def augment_examples(
             ]
             tokens = [int(store.tokens[c]) for c in ids]
             answer = f"The speaker said: {text}."
-            out.append(tokenize_example(tokenizer, question, "", answer, tokens, ids, "transcription_aux"))
+            out.append(
+                tokenize_example(
+                    tokenizer, question, "", answer, tokens, ids, "transcription_aux", spoken_text=text
+                )
+            )
     for _ in range(cfg.n_text_arithmetic):
         # half with the reasoning in the think block, half answered directly in the reply, as a spoken
         # question is (its think block is usually empty)
@@ -258,7 +262,14 @@ def train_demo(
         raise ValueError(f"{chunks_path} has {len(per_clip)} clips for {len(samples)} samples; delete it")
     examples: list[SftExample] = [
         tokenize_example(
-            tokenizer, s.user_text, s.think, s.answer, [int(store.tokens[c]) for c in ids], ids, s.task
+            tokenizer,
+            s.user_text,
+            s.think,
+            s.answer,
+            [int(store.tokens[c]) for c in ids],
+            ids,
+            s.task,
+            spoken_text=s.meta.get("text"),
         )
         for s, ids in zip(samples, per_clip, strict=True)
     ]
