@@ -72,9 +72,15 @@ DEFAULT_ARGS = [
 @contextlib.contextmanager
 def start_server(checkpoint: Path, tmp: Path, *extra: str) -> Iterator[LiveServer]:
     port = _free_port()
-    log_path = tmp / f"server-{port}.log"
     cmd = [sys.executable, "-m", "stepaudio_rt.server", "--model", str(checkpoint), "--port", str(port),
            *DEFAULT_ARGS, *extra]
+    with run_server(cmd, port, tmp / f"server-{port}.log") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_server(cmd: list[str], port: int, log_path: Path) -> Iterator[LiveServer]:
+    """Start ``cmd`` (a server listening on ``port``), wait for ``/healthz``, stop it afterwards."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

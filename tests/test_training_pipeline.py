@@ -215,6 +215,9 @@ def test_miniature_pipeline_trains_resumes_exports_and_evaluates(tmp_path: Path)
     assert [r["step"] for r in records] == list(range(1, cfg.steps + 1))
     assert all(math.isfinite(r["loss"]) for r in records)
     assert records[-1]["loss"] < records[0]["loss"]  # a few steps on a few dozen samples do fit
+    # the alignment loss joins the scale penalty when the perception-only phase ends
+    first = cfg.first_phase_steps
+    assert min(r["aux_loss"] for r in records[first:]) > max(r["aux_loss"] for r in records[:first])
     from stepaudio_rt.training.whisper_encoder import convert_ct2_whisper_encoder
 
     enc_state, _ = convert_ct2_whisper_encoder()  # the exported encoder is Whisper, untouched by SFT
@@ -306,3 +309,15 @@ def test_committed_demo_checkpoint_hears_pitch_and_loudness_of_held_out_voices()
     for mode, reply in replies.items():
         assert check_answer("self_cognition", reply, "yes"), (mode, reply)
 
+
+
+@needs_checkpoint
+@needs_espeak
+def test_committed_demo_checkpoint_answers_a_spoken_sum_from_an_unseen_voice() -> None:
+    """The issue's end-to-end check through the engine: a fixed spoken question, held-out voice and
+    held-out operand pair, answered right with thinking on and with an empty think block."""
+    from stepaudio_rt.training.data.tasks import extract_number, is_eval_operands
+
+    assert is_eval_operands(14, 29)  # the pair was never trained on
+    for mode, reply in _ask_checkpoint("", _speak_held_out("what is 14 plus 29")).items():
+        assert extract_number(reply) == 43, (mode, reply)

@@ -480,6 +480,7 @@ def train_sft(
     loss_value = float("nan")
     bar = tqdm(total=cfg.steps, initial=start, desc="SFT", unit="step", disable=not progress)
     window: list[float] = []
+    aux_window: list[float] = []  # scale penalty + alignment loss, weighted as in the total
     tokens_seen = 0
     with log_path.open("a") as logf:
         for step in range(start, cfg.steps):
@@ -502,6 +503,7 @@ def train_sft(
                 raise FloatingPointError(f"SFT loss is {loss_value} at step {step}")
             running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
             window.append(loss_value)
+            aux_window.append(float(loss.detach()) - loss_value)
             tokens_seen += int(batch.input_ids.numel())
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
@@ -510,12 +512,13 @@ def train_sft(
                 rec = {
                     "step": done,
                     "loss": round(sum(window) / len(window), 5),
+                    "aux_loss": round(sum(aux_window) / len(aux_window), 5),
                     "lr": sched.get_last_lr()[0],
                     "grad_norm": round(grad_norm, 4),
                     "tokens_per_s": round(tokens_seen / max(1e-9, time.perf_counter() - t0), 1),
                     "elapsed_s": round(time.perf_counter() - t0, 1),
                 }
-                window = []
+                window, aux_window = [], []
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 if on_log is not None:
