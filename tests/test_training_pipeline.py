@@ -33,6 +33,7 @@ from stepaudio_rt.training.sft import (
     load_loss_log,
     spoken_token_ids,
     tokenize_example,
+    train_sft,
 )
 
 ESPEAK = shutil.which("espeak-ng") is not None
@@ -152,6 +153,25 @@ def test_audio_alignment_loss_rewards_frames_that_look_like_the_spoken_words() -
     assert value is not None
     value.backward()
     assert model.adapter.linear2.weight.grad is not None and model.adapter.linear2.weight.grad.abs().sum() > 0
+
+
+def test_a_non_finite_loss_stops_sft_before_the_weights_are_touched(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config(audio_state=32)
+    model = StepAudio2ForCausalLM(cfg)
+    tok = tiny_tokenizer(cfg.vocab_size)
+    clip = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.1
+    store, per_clip = encode_chunks(model.encoder, [clip], progress=False)
+    ids = per_clip[0]
+    example = tokenize_example(tok, "hi", "", "ok", [int(store.tokens[c]) for c in ids], ids, "t", spoken_text="ok")
+    with torch.no_grad():
+        model.adapter.linear2.bias.fill_(float("nan"))  # a broken adaptor: every audio frame is NaN
+    before = model.model.embed_tokens.weight.detach().clone()
+    run_cfg = DemoConfig.mini(steps=2, first_phase_steps=0)
+    with pytest.raises(FloatingPointError, match="at step 0"):
+        train_sft(model, [example] * 4, store, tok, run_cfg, tmp_path / "sft", resume=False, progress=False)
+    assert torch.equal(model.model.embed_tokens.weight, before)  # no optimiser step ran on it
+    assert not (tmp_path / "sft" / "state.pt").exists()
 
 
 def test_batch_order_is_deterministic_and_covers_every_example() -> None:

@@ -489,6 +489,12 @@ def train_sft(
             # 750 perception steps that otherwise reach 94% (measured on the cached demo features)
             align = cfg.audio_align_weight if step >= cfg.first_phase_steps else 0.0
             loss, ce = sft_loss(model, batch, patch_id, cfg.audio_scale_weight, align)
+            loss_value, total_value = float(ce.detach()), float(loss.detach())
+            if not math.isfinite(total_value):  # checked before the step: the weights stay finite
+                raise FloatingPointError(
+                    f"SFT loss is {total_value} at step {step} (cross-entropy {loss_value}); "
+                    f"the state saved in {state_path} is from before it"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(
@@ -498,12 +504,9 @@ def train_sft(
             )
             opt.step()
             sched.step()
-            loss_value = float(ce.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"SFT loss is {loss_value} at step {step}")
             running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
             window.append(loss_value)
-            aux_window.append(float(loss.detach()) - loss_value)
+            aux_window.append(total_value - loss_value)
             tokens_seen += int(batch.input_ids.numel())
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
