@@ -75,6 +75,7 @@ def test_collate_masks_prompt_and_audio_and_matches_serving_encoder() -> None:
     batch = collate(examples, store, pad_id=0)
     patch = tok.ids.audio_patch
     assert int((batch.input_ids == patch).sum()) == sum(batch.chunk_tokens)
+    assert batch.clip_tokens == [sum(int(store.tokens[c]) for c in ids) for ids in per_clip]  # [3, 1, 1] chunks
     for row, e in enumerate(examples):
         labels = batch.labels[row]
         assert bool((labels[: e.target_start] == IGNORE_INDEX).all())
@@ -135,21 +136,18 @@ def test_audio_alignment_loss_rewards_frames_that_look_like_the_spoken_words() -
     shuffled = table[torch.tensor([blank, 12, 12, blank, 10, blank, 11, blank])]  # the same words, wrong order
     silence = table[torch.full((5,), blank)]  # a clip without speech: no target, no loss
 
-    def loss(frames: torch.Tensor, targets: list[torch.Tensor | None]) -> torch.Tensor | None:
-        sizes = [8] * (len(targets) - 1) + [5] if targets[-1] is None else [8] * len(targets)
+    def loss(clips: list[torch.Tensor], targets: list[torch.Tensor | None]) -> torch.Tensor | None:
+        sizes = [c.shape[0] for c in clips]
         batch = Batch(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long), None, [], 0, sizes, targets)
-        return audio_alignment_loss(model, frames, batch, blank)
+        return audio_alignment_loss(model, torch.cat(clips), batch, blank)
 
-    good = loss(torch.cat([aligned, silence]), [words, None])
-    bad = loss(torch.cat([shuffled, silence]), [words, None])
+    good = loss([aligned, silence], [words, None])
+    bad = loss([shuffled, silence], [words, None])
     assert good is not None and bad is not None
     assert good.item() < 0.1 and bad.item() > 1.0, (good.item(), bad.item())
-    assert loss(silence, [None]) is None
+    assert loss([silence], [None]) is None
     # its gradient reaches the adaptor
-    feats = torch.randn(1, 16, model.config.audio.n_audio_state)
-    frames = model.adapter(feats)[0]
-    batch = Batch(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long), None, [], 0, [frames.shape[0]], [words])
-    value = audio_alignment_loss(model, frames, batch, blank)
+    value = loss([model.adapter(torch.randn(1, 16, model.config.audio.n_audio_state))[0]], [words])
     assert value is not None
     value.backward()
     assert model.adapter.linear2.weight.grad is not None and model.adapter.linear2.weight.grad.abs().sum() > 0
@@ -268,13 +266,7 @@ HELD_OUT_VOICE = "en-029+m6"  # Caribbean accent, variant m6: both reserved for 
 
 
 def _speak_held_out(text: str) -> np.ndarray:
-    from stepaudio_rt.training.data import synth
-
-    voice = synth.voice_by_name(HELD_OUT_VOICE)
-    assert synth.is_eval_voice(voice)  # never heard in training
-    audio = synth.speak(text, synth.SpeechParams(voice=voice.name, rate_wpm=170, pitch=45))
-    pad = np.zeros(2400, np.float32)
-    return np.concatenate([pad, audio, pad])
+    return _speak_voice(text, HELD_OUT_VOICE, pitch=45, rate_wpm=170, level_dbfs=None)
 
 
 def _ask_checkpoint(user_text: str, audio: np.ndarray | None) -> dict[str, str]:
@@ -291,12 +283,18 @@ def _ask_checkpoint(user_text: str, audio: np.ndarray | None) -> dict[str, str]:
     return asyncio.run(run())
 
 
-def _speak_voice(text: str, voice_name: str, pitch: int, level_dbfs: float = -22.0) -> np.ndarray:
+def _speak_voice(
+    text: str, voice_name: str, pitch: int, rate_wpm: int = 165, level_dbfs: float | None = -22.0
+) -> np.ndarray:
+    """``text`` in a voice held out of training, at ``level_dbfs`` (None: espeak-ng's own level), with
+    150 ms of silence either side."""
     from stepaudio_rt.training.data import signals, synth
 
     voice = synth.voice_by_name(voice_name)
     assert synth.is_eval_voice(voice)  # never heard in training
-    audio = signals.set_level(synth.speak(text, synth.SpeechParams(voice=voice.name, rate_wpm=165, pitch=pitch)), level_dbfs)
+    audio = synth.speak(text, synth.SpeechParams(voice=voice.name, rate_wpm=rate_wpm, pitch=pitch))
+    if level_dbfs is not None:
+        audio = signals.set_level(audio, level_dbfs)
     pad = np.zeros(2400, np.float32)
     return np.concatenate([pad, audio, pad])
 
@@ -336,8 +334,9 @@ def test_committed_demo_checkpoint_hears_pitch_and_loudness_of_held_out_voices()
 def test_committed_demo_checkpoint_answers_a_spoken_sum_from_an_unseen_voice() -> None:
     """The issue's end-to-end check through the engine: a fixed spoken question, held-out voice and
     held-out operand pair, answered right with thinking on and with an empty think block."""
-    from stepaudio_rt.training.data.tasks import extract_number, is_eval_operands
+    from stepaudio_rt.training.data.tasks import check_answer, extract_number, is_eval_operands
 
     assert is_eval_operands(14, 29)  # the pair was never trained on
     for mode, reply in _ask_checkpoint("", _speak_held_out("what is 14 plus 29")).items():
         assert extract_number(reply) == 43, (mode, reply)
+        assert check_answer("spoken_arithmetic", reply, "43"), (mode, reply)

@@ -21,6 +21,7 @@ prefix ``<|BOT|>assistant\\n<think>\\n``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -248,7 +249,8 @@ def collate(examples: Sequence[SftExample], store: FeatureStore | None, pad_id: 
             feats[k, : p.shape[0]] = torch.from_numpy(p.astype(np.float32))
         tokens = [int(store.tokens[i]) for i in chunk_ids]
     n_target = int((labels != IGNORE_INDEX).sum())
-    clip_tokens = [sum(int(store.tokens[c]) for c in e.chunks) if store is not None else 0 for e in examples]
+    per_chunk = iter(tokens)  # chunk token counts in batch order: each example's chunks are consecutive
+    clip_tokens = [sum(itertools.islice(per_chunk, len(e.chunks))) for e in examples]
     spoken = [torch.from_numpy(e.spoken) if e.spoken is not None and len(e.spoken) else None for e in examples]
     return Batch(ids, labels, feats, tokens, n_target, clip_tokens, spoken)
 
