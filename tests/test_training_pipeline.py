@@ -196,8 +196,21 @@ def test_batch_stream_curriculum_first_draws_from_the_subset_and_resumes_exactly
     assert [next(plain) for _ in range(14)] == batches[6:]
 
 
+def test_first_phase_subset_lists_a_repeated_task_that_many_times() -> None:
+    from stepaudio_rt.training.sft import batch_stream, first_phase_subset
+
+    tasks = ["noise", "tone_compare", "text_chat", "tone_compare", "loudness"]
+    subset = first_phase_subset(tasks, ("noise", "tone_compare", "loudness"), {"tone_compare": 3})
+    assert sorted(subset) == [0, 1, 1, 1, 3, 3, 3, 4]  # text_chat (2) is not a perception task
+    assert first_phase_subset(tasks, ("noise",), {"tone_compare": 3}) == [0]
+    # the batches of the phase then draw each tone example three times per pass
+    stream = batch_stream([6] * 5, 4, seed=0, start_step=0, first_steps=2, first_subset=subset)
+    drawn = [i for _ in range(2) for i in next(stream)]
+    assert drawn.count(1) == 3 and drawn.count(0) == 1
+
+
 def test_demo_config_round_trips_through_json() -> None:
-    cfg = DemoConfig.mini(first_phase_tasks=("noise", "loudness"))
+    cfg = DemoConfig.mini(first_phase_tasks=("noise", "loudness"), first_phase_repeats={"noise": 2})
     back = DemoConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == cfg
     assert back.to_dict() == cfg.to_dict()
@@ -208,6 +221,8 @@ def test_demo_config_rejects_bad_values() -> None:
         DemoConfig(hidden_size=100, num_heads=3)
     with pytest.raises(ValueError, match="unknown DemoConfig keys"):
         DemoConfig.from_dict({"hidden": 3})
+    with pytest.raises(ValueError, match="first_phase_repeats"):
+        DemoConfig(first_phase_repeats={"tone_compare": 0})
 
 
 @pytest.mark.skipif(not ESPEAK, reason="espeak-ng is not installed")

@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,6 +280,14 @@ def _epochs(lengths: Sequence[int], batch_size: int, seed: int, start_step: int)
         epoch += 1
 
 
+def first_phase_subset(
+    tasks: Sequence[str], phase_tasks: Sequence[str], repeats: Mapping[str, int]
+) -> list[int]:
+    """Example indices the perception-only phase draws from: those of ``phase_tasks``, each listed
+    ``repeats[task]`` times (default once), so a task that is slow to start gets a larger share."""
+    return [i for i, t in enumerate(tasks) if t in phase_tasks for _ in range(repeats.get(t, 1))]
+
+
 def batch_stream(
     n_examples_lengths: Sequence[int],
     batch_size: int,
@@ -475,7 +483,7 @@ def train_sft(
     pad_id = tokenizer.ids.endoftext if tokenizer.ids.endoftext is not None else 0
     patch_id = tokenizer.ids.audio_patch
     lengths = [len(e.input_ids) for e in examples]
-    first = [i for i, e in enumerate(examples) if e.task in cfg.first_phase_tasks]
+    first = first_phase_subset([e.task for e in examples], cfg.first_phase_tasks, cfg.first_phase_repeats)
     stream = batch_stream(lengths, cfg.batch_size, cfg.seed, start, cfg.first_phase_steps, first)
     t0 = time.perf_counter()
     running: float | None = None
