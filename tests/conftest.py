@@ -19,7 +19,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+HELD_OUT_VOICE = "en-029+m6"  # Caribbean accent, variant m6: both reserved for evaluation
+
+
+def speak_held_out_voice(
+    text: str, voice_name: str = HELD_OUT_VOICE, pitch: int = 45, rate_wpm: int = 165, level_dbfs: float | None = -22.0
+) -> np.ndarray:
+    """``text`` (16 kHz float) in a voice held out of training, at ``level_dbfs`` (None: espeak-ng's own
+    level), with 150 ms of silence either side."""
+    from stepaudio_rt.training.data import signals, synth
+
+    voice = synth.voice_by_name(voice_name)
+    assert synth.is_eval_voice(voice)  # never heard in training
+    audio = synth.speak(text, synth.SpeechParams(voice=voice.name, rate_wpm=rate_wpm, pitch=pitch))
+    if level_dbfs is not None:
+        audio = signals.set_level(audio, level_dbfs)
+    pad = np.zeros(2400, np.float32)
+    return np.concatenate([pad, audio, pad])
 
 
 def _free_port() -> int:

@@ -14,16 +14,14 @@ import pytest
 
 from stepaudio_rt.clients.realtime_client import RealtimeClient
 from stepaudio_rt.clients.wav_stream import to_pcm16
+from stepaudio_rt.model.audio_frontend import SAMPLE_RATE
 from stepaudio_rt.settings import DEMO_CHECKPOINT
-from tests.conftest import LiveServer, _free_port, run_server
+from tests.conftest import LiveServer, _free_port, run_server, speak_held_out_voice
 
 pytestmark = [
     pytest.mark.skipif(not (DEMO_CHECKPOINT / "config.json").exists(), reason="demo checkpoint not built"),
     pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"),
 ]
-
-HELD_OUT_VOICE = "en-029+m6"  # Caribbean accent, variant m6: both reserved for evaluation
-
 
 def _serve_with_no_arguments(tmp: Path) -> contextlib.AbstractContextManager[LiveServer]:
     """``stepaudio-rt serve --port N``: nothing else, so model, prompt and VAD are the shipped defaults."""
@@ -32,24 +30,16 @@ def _serve_with_no_arguments(tmp: Path) -> contextlib.AbstractContextManager[Liv
     return run_server(cmd, port, tmp / "serve.log")
 
 
-def _held_out_question(text: str) -> bytes:
-    from stepaudio_rt.training.data import synth
-
-    voice = synth.voice_by_name(HELD_OUT_VOICE)
-    assert synth.is_eval_voice(voice)  # never heard in training
-    audio = synth.speak(text, synth.SpeechParams(voice=voice.name, rate_wpm=165, pitch=40))
-    return to_pcm16(audio, synth.SAMPLE_RATE)
-
-
 async def test_served_demo_answers_a_spoken_question_from_an_unseen_voice(tmp_path: Path) -> None:
     from stepaudio_rt.training.data.tasks import extract_number, is_eval_operands
 
     # The same fixed question as the engine-level checkpoint test (the served path adds the VAD, 24 kHz
     # resampling and the session). Measured on 24 random held-out sums through this same path: 17 right.
     assert is_eval_operands(14, 29)  # the operand pair was held out of training too
+    question = speak_held_out_voice("what is 14 plus 29", pitch=40, level_dbfs=None)
     with _serve_with_no_arguments(tmp_path) as server:
         async with RealtimeClient(server.http) as client:
-            turn = await client.ask(_held_out_question("what is 14 plus 29"), lead_silence_s=0.3)
+            turn = await client.ask(to_pcm16(question, SAMPLE_RATE), lead_silence_s=0.3)
     assert turn.status == "completed", (turn.as_dict(), server.log()[-2000:])
     assert extract_number(turn.transcript) == 43, turn.transcript
     reply = np.frombuffer(turn.audio, "<i2")

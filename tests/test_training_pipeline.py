@@ -35,6 +35,7 @@ from stepaudio_rt.training.sft import (
     tokenize_example,
     train_sft,
 )
+from tests.conftest import speak_held_out_voice
 
 ESPEAK = shutil.which("espeak-ng") is not None
 
@@ -277,11 +278,10 @@ needs_checkpoint = pytest.mark.skipif(
     not (DEFAULT_OUT_DIR / "config.json").exists(), reason="demo checkpoint not built yet"
 )
 needs_espeak = pytest.mark.skipif(not ESPEAK, reason="espeak-ng is not installed")
-HELD_OUT_VOICE = "en-029+m6"  # Caribbean accent, variant m6: both reserved for evaluation
 
 
 def _speak_held_out(text: str) -> np.ndarray:
-    return _speak_voice(text, HELD_OUT_VOICE, pitch=45, rate_wpm=170, level_dbfs=None)
+    return speak_held_out_voice(text, pitch=45, rate_wpm=170, level_dbfs=None)
 
 
 def _ask_checkpoint(user_text: str, audio: np.ndarray | None) -> dict[str, str]:
@@ -298,22 +298,6 @@ def _ask_checkpoint(user_text: str, audio: np.ndarray | None) -> dict[str, str]:
     return asyncio.run(run())
 
 
-def _speak_voice(
-    text: str, voice_name: str, pitch: int, rate_wpm: int = 165, level_dbfs: float | None = -22.0
-) -> np.ndarray:
-    """``text`` in a voice held out of training, at ``level_dbfs`` (None: espeak-ng's own level), with
-    150 ms of silence either side."""
-    from stepaudio_rt.training.data import signals, synth
-
-    voice = synth.voice_by_name(voice_name)
-    assert synth.is_eval_voice(voice)  # never heard in training
-    audio = synth.speak(text, synth.SpeechParams(voice=voice.name, rate_wpm=rate_wpm, pitch=pitch))
-    if level_dbfs is not None:
-        audio = signals.set_level(audio, level_dbfs)
-    pad = np.zeros(2400, np.float32)
-    return np.concatenate([pad, audio, pad])
-
-
 @needs_checkpoint
 @needs_espeak
 def test_committed_demo_checkpoint_hears_pitch_and_loudness_of_held_out_voices() -> None:
@@ -327,15 +311,15 @@ def test_committed_demo_checkpoint_hears_pitch_and_loudness_of_held_out_voices()
     assert sum(p.numel() for p in ckpt.model.parameters()) > 5_000_000
     size = sum(f.stat().st_size for f in DEFAULT_OUT_DIR.iterdir())
     assert size < 60 * 1024**2
-    high = _speak_voice("anna wants red grapes", "en-029+f4", pitch=85)
-    low = _speak_voice("anna wants red grapes", "en-029+m6", pitch=15)
+    high = speak_held_out_voice("anna wants red grapes", "en-029+f4", pitch=85)
+    low = speak_held_out_voice("anna wants red grapes", "en-029+m6", pitch=15)
     assert acoustics.median_f0_hz(high) > DECISION["pitch_high_min"]
     assert acoustics.median_f0_hz(low) < DECISION["pitch_low_max"]
     for audio, label in ((high, "high"), (low, "low")):
         for mode, reply in _ask_checkpoint("Is the speaker's voice high or low?", audio).items():
             assert check_answer("voice_pitch", reply, label), (label, mode, reply)
     for level, label in ((-16.0, "loud"), (-40.0, "quiet")):
-        audio = _speak_voice("the big cat slept in the garden", "en-gb-x-rp+m6", pitch=40, level_dbfs=level)
+        audio = speak_held_out_voice("the big cat slept in the garden", "en-gb-x-rp+m6", pitch=40, level_dbfs=level)
         for mode, reply in _ask_checkpoint("Is the speaker loud or quiet?", audio).items():
             assert check_answer("loudness", reply, label), (label, mode, reply)
     replies = _ask_checkpoint("Can you hear this?", _speak_held_out("tom buys brown rice"))
