@@ -7,8 +7,9 @@ alone, ``<|EOT|>``. The context is then forked and decoded greedily twice: with 
 (``<|BOT|>assistant\\n<think>\\n``, the model chooses whether to reason) and with the paper's empty think
 block (``NO_THINK_PREFIX``). Replies are scored by the data set's verifier ``check_answer``.
 
-Reported: accuracy per task and mode, and the self-cognition error rate (replies to "can you hear
-this?"-style prompts that are wrong, and, over every reply, the share that claims it cannot hear).
+Reported: accuracy per task and mode, the self-cognition error rate (replies to "can you hear
+this?"-style prompts that are wrong, and, over every reply, the share that claims it cannot hear), and
+accuracy per held-out voice over the spoken samples (which speakers the model hears worst).
 """
 
 from __future__ import annotations
@@ -79,10 +80,13 @@ async def answer_sample(
 
 def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
     per_task: dict[str, dict[str, list[bool]]] = {m: defaultdict(list) for m in modes}
+    per_voice: dict[str, dict[str, list[bool]]] = {m: defaultdict(list) for m in modes}
     claims: dict[str, int] = dict.fromkeys(modes, 0)
     for r in rows:
         for m in modes:
             per_task[m][r["task"]].append(r["correct"][m])
+            if r.get("voice"):
+                per_voice[m][r["voice"]].append(r["correct"][m])
             claims[m] += bool(CANNOT_HEAR.search(r["replies"][m]))
     accuracy = {m: {t: sum(v) / len(v) for t, v in sorted(per_task[m].items())} for m in modes}
     counts = {t: len(v) for t, v in sorted(per_task[modes[0]].items())}
@@ -95,6 +99,10 @@ def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
         "overall_accuracy": overall,
         "self_cognition_error_rate": self_cog,
         "cannot_hear_claim_rate": {m: claims[m] / max(1, len(rows)) for m in modes},
+        "voice_counts": {v: len(c) for v, c in sorted(per_voice[modes[0]].items())},
+        "accuracy_by_voice": {
+            m: {v: sum(c) / len(c) for v, c in sorted(per_voice[m].items())} for m in modes
+        },
     }
 
 
@@ -188,6 +196,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     for key in ("self_cognition_error_rate", "cannot_hear_claim_rate"):
         lines.append(f"{key:<25}" + "".join(f"{m}={100 * v:.2f}%  " for m, v in summary[key].items()))
+    by_voice = summary.get("accuracy_by_voice", {}).get(modes[0], {})
+    if by_voice:
+        worst = sorted(by_voice.items(), key=lambda kv: kv[1])[:3]
+        lines.append(
+            f"weakest voices ({modes[0]}): "
+            + ", ".join(f"{v} {100 * a:.0f}% of {summary['voice_counts'][v]}" for v, a in worst)
+        )
     return "\n".join(lines)
 
 

@@ -1,0 +1,38 @@
+"""The evaluation summary: per-task, per-voice and self-cognition figures from scored replies."""
+
+from __future__ import annotations
+
+from stepaudio_rt.training.evaluate import _summarise, format_summary
+
+
+def _row(task: str, voice: str | None, ok: tuple[bool, bool], reply: str = "ok") -> dict:
+    return {
+        "task": task,
+        "voice": voice,
+        "replies": {"thinking": reply, "empty_think": reply},
+        "correct": {"thinking": ok[0], "empty_think": ok[1]},
+    }
+
+
+def test_summary_counts_tasks_voices_and_claims_of_not_hearing() -> None:
+    rows = [
+        _row("spoken_arithmetic", "en-us+f4", (True, True)),
+        _row("spoken_arithmetic", "en-us+f4", (False, True)),
+        _row("spoken_arithmetic", "en-029+m6", (False, False)),
+        _row("loudness", "en-029+m6", (True, True)),
+        _row("text_chat", None, (True, True)),
+        _row("self_cognition", "en-us+f4", (False, False), "Sorry, I can't hear audio."),
+    ]
+    s = _summarise(rows, ["thinking", "empty_think"])
+    assert s["n"] == 6
+    assert s["counts"] == {"loudness": 1, "self_cognition": 1, "spoken_arithmetic": 3, "text_chat": 1}
+    assert s["accuracy"]["thinking"]["spoken_arithmetic"] == 1 / 3
+    assert s["accuracy"]["empty_think"]["spoken_arithmetic"] == 2 / 3
+    # text-only samples have no voice and are left out of the per-voice figures
+    assert s["voice_counts"] == {"en-029+m6": 2, "en-us+f4": 3}
+    assert s["accuracy_by_voice"]["thinking"] == {"en-029+m6": 0.5, "en-us+f4": 1 / 3}
+    assert s["accuracy_by_voice"]["empty_think"] == {"en-029+m6": 0.5, "en-us+f4": 2 / 3}
+    assert s["self_cognition_error_rate"] == {"thinking": 1.0, "empty_think": 1.0}
+    assert s["cannot_hear_claim_rate"]["thinking"] == 1 / 6
+    text = format_summary(s)
+    assert "weakest voices (thinking): en-us+f4 33% of 3, en-029+m6 50% of 2" in text
