@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-HELD_OUT_VOICE = "en-029+m6"  # Caribbean accent, variant m6: both reserved for evaluation
+HELD_OUT_VOICE = "en-029+m6"  # variant m6 is reserved for evaluation (on every accent)
 
 
 def speak_held_out_voice(

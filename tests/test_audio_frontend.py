@@ -148,6 +148,40 @@ def test_split_audio_chunks_without_overlap() -> None:
     assert af.split_audio(np.zeros(0, dtype=np.float32)) == []
 
 
+def _bursts(spans: list[tuple[float, float]], seconds: float) -> np.ndarray:
+    """A 300 Hz tone during each (start, end) span in seconds, digital silence elsewhere."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    on = np.zeros_like(t, dtype=bool)
+    for a, b in spans:
+        on |= (t >= a) & (t < b)
+    return (0.3 * np.sin(2 * np.pi * 300 * t) * on).astype(np.float32)
+
+
+def test_listen_chunks_end_in_the_pause_and_cover_the_audio() -> None:
+    # "words" with a pause at 1.50-1.62 s: a fixed 2 s cut would fall in the middle of the third one
+    wav = _bursts([(0.1, 0.7), (0.8, 1.5), (1.62, 2.6), (2.7, 3.3)], 3.5)
+    chunks = af.split_at_pauses(wav, 2.0)
+    assert [len(c) for c in chunks][0] in range(int(1.50 * 16000), int(1.62 * 16000) + 1)
+    assert np.abs(chunks[0][-320:]).max() == 0  # the chunk ends in silence
+    np.testing.assert_array_equal(np.concatenate(chunks), wav)
+    assert all(len(c) <= 32000 for c in chunks) and len(chunks) == 2
+    # the cut never moves back more than 40%: a pause at 0.5 s is out of reach of a 2 s chunk
+    early = _bursts([(0.0, 0.5), (0.6, 3.0)], 3.0)
+    assert len(af.split_at_pauses(early, 2.0)[0]) >= int(0.6 * 32000)
+
+
+def test_listen_cut_in_silence_or_short_audio_is_the_fixed_cut() -> None:
+    silence = np.zeros(50_000, np.float32)
+    assert [len(c) for c in af.split_at_pauses(silence, 2.0)] == [32000, 18000]
+    assert [len(c) for c in af.split_at_pauses(silence[:32000], 2.0)] == [32000]  # not longer: one chunk
+    assert af.split_at_pauses(np.zeros(0, np.float32), 2.0) == []
+    assert af.listen_cut(np.ones(100, np.float32), 100) == 100  # shorter than one 20 ms step
+    with pytest.raises(ValueError, match="positive"):
+        af.split_at_pauses(silence, 0)
+    with pytest.raises(ValueError, match="1-D"):
+        af.split_at_pauses(np.zeros((2, 100)), 2.0)
+
+
 def test_split_audio_rejects_bad_lengths() -> None:
     wav = np.zeros(16000, dtype=np.float32)
     with pytest.raises(ValueError, match="29.98"):

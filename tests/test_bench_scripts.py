@@ -17,3 +17,19 @@ async def test_gpu_bench_code_path_runs_on_cpu_with_tiny_shapes() -> None:
 def test_engine_bench_reports_both_sides() -> None:
     r = bench_engine(prompt_tokens=16, new_tokens=6, rounds=1, hidden=64, layers=2)
     assert r.engine_decode_ms > 0 and r.hf_decode_ms > 0 and r.decode_speedup > 0
+
+
+async def test_listen_bench_runs_on_a_tiny_checkpoint(tiny_checkpoint, capsys) -> None:  # type: ignore[no-untyped-def]
+    import argparse
+
+    from stepaudio_rt.server.bench_listen import main_async
+
+    args = argparse.Namespace(model=tiny_checkpoint, device="cpu", pace=0.0, repeats=1, tts="none",
+                              full_shapes=False, listen_chunk_seconds=1.5)
+    await main_async(args)
+    out = capsys.readouterr().out
+    assert "listen chunks: at most 1.5 s" in out
+    # 20 s in chunks of at most 1.5 s: only the tail (under 1.5 s) is left at end of turn
+    line = next(ln for ln in out.splitlines() if "20 s utterance" in ln and "listen-while-thinking" in ln)
+    assert float(line.split("tail ")[1].split(" s")[0]) < 1.5
+    assert "20 s / 2 s ratio" in out

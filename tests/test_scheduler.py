@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stepaudio_rt.model.audio_frontend import split_at_pauses
 from stepaudio_rt.model.torch_engine import TorchEngine
 from stepaudio_rt.streaming.conversation import TextPart, Turn
 from stepaudio_rt.streaming.scheduler import (
@@ -37,9 +38,15 @@ async def test_listen_while_thinking_prefills_chunks_and_matches_a_rebuild(engin
         sched.feed(audio[i : i + 640])
         await asyncio.sleep(0)
     result = await sched.commit_listening()
-    # Three full 1 s chunks were queued while "speaking"; only the 0.4 s tail was left at end of turn.
-    assert result.stats.chunks_before_end == 3
-    assert result.stats.tail_seconds == pytest.approx(0.4, abs=0.01)
+    # The live cut equals the offline one (at pauses, at most 1 s each); all but the last chunk were queued
+    # while "speaking", only the tail was left to encode at end of turn.
+    want = split_at_pauses(audio, 1.0)
+    assert len(want) >= 4 and all(len(c) <= 16000 for c in want)
+    got = result.turn.parts[0].chunks
+    assert [len(c) for c in got] == [len(c) for c in want]
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    assert result.stats.chunks_before_end == len(want) - 1
+    assert result.stats.tail_seconds == pytest.approx(len(want[-1]) / 16000)
     assert result.stats.adopted
     live = list((await sched.conversation.sync()).token_ids)
     # Invalidate and rebuild from the stored turns: chunk boundaries are kept, so the tokens are identical.
@@ -47,7 +54,7 @@ async def test_listen_while_thinking_prefills_chunks_and_matches_a_rebuild(engin
     sched.conversation.set_instructions("Be brief.")
     rebuilt = list((await sched.conversation.sync()).token_ids)
     assert rebuilt == live
-    assert live.count(engine.tokenizer.ids.audio_start) == 4
+    assert live.count(engine.tokenizer.ids.audio_start) == len(want)
     await sched.aclose()
 
 

@@ -145,6 +145,15 @@ def test_voice_split_is_disjoint_and_covers_all() -> None:
     assert any(v.is_female for v in synth.EVAL_VOICES) and any(not v.is_female for v in synth.EVAL_VOICES)
 
 
+def test_held_out_voices_are_new_speakers_of_accents_heard_in_training() -> None:
+    train_accents = {v.accent for v in synth.TRAIN_VOICES if v.engine == "espeak"}
+    assert train_accents == set(synth.ESPEAK_ACCENTS)
+    for accent in synth.ESPEAK_ACCENTS:
+        held = {v.variant for v in synth.EVAL_VOICES if v.accent == accent}
+        assert held == set(synth.EVAL_VARIANTS)
+    assert not {v.variant for v in synth.TRAIN_VOICES} & synth.EVAL_VARIANTS
+
+
 def test_held_out_voices_and_sentences_never_in_train(train: list[Sample], evals: list[Sample]) -> None:
     eval_names = {v.name for v in synth.EVAL_VOICES}
     train_voices = {s.meta["voice"] for s in train if "voice" in s.meta}

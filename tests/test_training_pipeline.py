@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from stepaudio_rt.model.audio_frontend import SAMPLE_RATE, log_mel_spectrogram, split_audio
+from stepaudio_rt.model.audio_frontend import SAMPLE_RATE, log_mel_spectrogram, split_at_pauses
 from stepaudio_rt.model.checkpoint import load_checkpoint
 from stepaudio_rt.model.modeling import StepAudio2ForCausalLM
 from stepaudio_rt.model.testing import tiny_config, tiny_tokenizer
@@ -41,10 +41,16 @@ ESPEAK = shutil.which("espeak-ng") is not None
 
 
 def test_chunk_token_counts_follow_the_listen_cut() -> None:
-    # 4.5 s -> 2 s + 2 s + 0.5 s; 2 s = 202 mel frames -> 25 tokens; 0.5 s = 52 frames -> 7 tokens.
-    assert chunk_token_counts(int(4.5 * SAMPLE_RATE)) == [25, 25, 7]
-    assert len(chunk_token_counts(int(2 * SAMPLE_RATE))) == 1
-    assert LISTEN_CHUNK_SECONDS == 2.0
+    # in silence the cut is the fixed one: 4.5 s -> 2 s + 2 s + 0.5 s; 2 s = 202 mel frames -> 25 tokens,
+    # 0.5 s = 52 frames -> 7 tokens
+    assert chunk_token_counts(np.zeros(int(4.5 * SAMPLE_RATE), np.float32), 2.0) == [25, 25, 7]
+    assert len(chunk_token_counts(np.zeros(2 * SAMPLE_RATE, np.float32), 2.0)) == 1
+    # noise has no pause: the cut lands on its quietest 20 ms, never before 60% of the chunk
+    noise = np.random.default_rng(0).standard_normal(int(4.5 * SAMPLE_RATE)).astype(np.float32)
+    counts = chunk_token_counts(noise, 2.0)
+    assert len(counts) == 3 and all(15 <= n <= 25 for n in counts[:2])
+    # the recipe's own chunk length: a whole 4 s spoken question is one chunk
+    assert len(chunk_token_counts(noise[: int(LISTEN_CHUNK_SECONDS * SAMPLE_RATE)])) == 1
 
 
 def test_tokenizer_splits_digits_and_keeps_special_tokens() -> None:
@@ -64,9 +70,10 @@ def test_collate_masks_prompt_and_audio_and_matches_serving_encoder() -> None:
     model = StepAudio2ForCausalLM(cfg).eval()
     tok = tiny_tokenizer(cfg.vocab_size)
     rng = np.random.default_rng(0)
-    clips = [rng.standard_normal(int(s * SAMPLE_RATE)).astype(np.float32) * 0.1 for s in (4.3, 1.1, 2.0)]
+    clips = [rng.standard_normal(int(s * SAMPLE_RATE)).astype(np.float32) * 0.1 for s in (9.0, 1.1, 4.0)]
     store, per_clip = encode_chunks(model.encoder, clips, progress=False)
-    assert [len(c) for c in per_clip] == [3, 1, 1]
+    assert [len(c) for c in per_clip] == [len(split_at_pauses(c, LISTEN_CHUNK_SECONDS)) for c in clips]
+    assert len(per_clip[0]) >= 3 and [len(c) for c in per_clip[1:]] == [1, 1]
     examples = [
         tokenize_example(
             tok, "Count the beeps.", "", f"I hear {k} beeps.", [int(store.tokens[c]) for c in ids], ids, "t"
@@ -76,7 +83,7 @@ def test_collate_masks_prompt_and_audio_and_matches_serving_encoder() -> None:
     batch = collate(examples, store, pad_id=0)
     patch = tok.ids.audio_patch
     assert int((batch.input_ids == patch).sum()) == sum(batch.chunk_tokens)
-    assert batch.clip_tokens == [sum(int(store.tokens[c]) for c in ids) for ids in per_clip]  # [3, 1, 1] chunks
+    assert batch.clip_tokens == [sum(int(store.tokens[c]) for c in ids) for ids in per_clip]
     for row, e in enumerate(examples):
         labels = batch.labels[row]
         assert bool((labels[: e.target_start] == IGNORE_INDEX).all())
@@ -92,7 +99,7 @@ def test_collate_masks_prompt_and_audio_and_matches_serving_encoder() -> None:
             [
                 model.encode_audio(log_mel_spectrogram(chunk, n_mels=cfg.audio.n_mels)[None])[0]
                 for clip in clips
-                for chunk in split_audio(clip, LISTEN_CHUNK_SECONDS)
+                for chunk in split_at_pauses(clip, LISTEN_CHUNK_SECONDS)
             ]
         )
     assert got is not None and got.shape == want.shape

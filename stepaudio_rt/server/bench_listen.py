@@ -34,10 +34,11 @@ def _speechlike(seconds: float, seed: int) -> np.ndarray:
 
 
 async def one_turn(
-    engine: Engine, seconds: float, listen: bool, pace: float, tts: TTSBackend | None, seed: int
+    engine: Engine, seconds: float, listen: bool, pace: float, tts: TTSBackend | None, seed: int,
+    chunk_seconds: float = 2.0,
 ) -> dict[str, float]:
     sched = Scheduler(engine, tts, instructions="You are a helpful assistant.",
-                      listen_chunk_seconds=2.0 if listen else 25.0)
+                      listen_chunk_seconds=chunk_seconds if listen else 25.0)
     sched.conversation.insert(Turn("u0", "user", [TextPart("Hello.")]))
     sched.conversation.insert(Turn("a0", "assistant", [TextPart("Hi! How can I help?")]))
     await sched.conversation.sync()
@@ -105,11 +106,14 @@ async def main_async(args: argparse.Namespace) -> None:
 
             model = build_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny")
         engine = TorchEngine.from_pretrained(model, device=args.device, max_contexts=8, max_context_tokens=4096)
-    print(f"checkpoint: {model}  device: {args.device}  pace: {args.pace}x real time  repeats: {args.repeats}")
+    chunk = args.listen_chunk_seconds or float(engine.generation_config.get("audio_chunk_seconds", 2.0))
+    print(f"checkpoint: {model}  device: {args.device}  pace: {args.pace}x real time  repeats: {args.repeats}"
+          f"  listen chunks: at most {chunk:g} s")
     results: dict[tuple[float, bool], list[float]] = {}
     for seconds in (2.0, 20.0):
         for listen in (True, False):
-            runs = [await one_turn(engine, seconds, listen, args.pace, None, seed) for seed in range(args.repeats)]
+            runs = [await one_turn(engine, seconds, listen, args.pace, None, seed, chunk)
+                    for seed in range(args.repeats)]
             results[(seconds, listen)] = [r["first_token"] for r in runs]
             label = "listen-while-thinking" if listen else "whole utterance at end"
             print(f"  {seconds:4.0f} s utterance, {label:>23}: end-of-turn -> first token {_ms(results[(seconds, listen)])}"
@@ -122,7 +126,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
         tts = create_tts(args.tts)
         tts.warmup()
-        runs = [await one_turn(engine, 2.0, True, args.pace, tts, seed) for seed in range(args.repeats)]
+        runs = [await one_turn(engine, 2.0, True, args.pace, tts, seed, chunk) for seed in range(args.repeats)]
         print("first packet (end of turn -> first audio chunk), 2 s utterance, listen-while-thinking:")
         for key in ("finalize", "prefill", "reasoning", "tts_first_chunk", "first_audio"):
             print(f"  {key:>16}: {_ms([r[key] for r in runs])}")
@@ -138,6 +142,8 @@ def main() -> None:
     ap.add_argument("--pace", type=float, default=0.25)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tts", default="piper")
+    ap.add_argument("--listen-chunk-seconds", type=float, default=None,
+                    help="longest listen chunk (default: the checkpoint's audio_chunk_seconds, else 2 s)")
     ap.add_argument("--full-shapes", action="store_true", help="33B random bf16 model on --device (a GPU)")
     asyncio.run(main_async(ap.parse_args()))
 

@@ -1,9 +1,12 @@
 """Listen-while-thinking: prefill a user turn chunk by chunk while the user is still speaking.
 
-While speech arrives, every ``chunk_seconds`` of 16 kHz audio is encoded and appended to a private fork of
-the conversation prefix by a background worker (``engine.append_audio``), so at end of turn only the
-remainder is left to encode. :meth:`ListeningTurn.finish` flushes the remainder, closes the turn with
-``<|EOT|>`` and hands back a context that ends exactly with the rendered user turn.
+While speech arrives, chunks of at most ``chunk_seconds`` of 16 kHz audio, each ending in the quietest
+20 ms of its last 40% (``audio_frontend.listen_cut``: a word is not cut in half), are encoded and appended
+to a private fork of the conversation prefix by a background worker (``engine.append_audio``), so at end
+of turn only the remainder is left to encode. The chunks are exactly those ``split_at_pauses`` makes of
+the whole turn, which is what the demo checkpoint was trained on. :meth:`ListeningTurn.finish` flushes
+the remainder, closes the turn with ``<|EOT|>`` and hands back a context that ends exactly with the
+rendered user turn.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stepaudio_rt.model.audio_frontend import MAX_CHUNK_SECONDS, SAMPLE_RATE
+from stepaudio_rt.model.audio_frontend import MAX_CHUNK_SECONDS, SAMPLE_RATE, listen_cut
 from stepaudio_rt.model.engine import Context
 from stepaudio_rt.model.prompt import END_OF_TURN, USER_PREFIX
 from stepaudio_rt.streaming.conversation import AudioPart, Conversation, Turn
@@ -63,12 +66,14 @@ class ListeningTurn:
             return
         self._pending.append(np.asarray(samples_16k, dtype=np.float32))
         self._pending_len += len(samples_16k)
-        if self._pending_len >= self._chunk_samples:
+        if self._pending_len > self._chunk_samples:  # only then is the chunk known not to be the last
             buf = np.concatenate(self._pending)
-            n_full = len(buf) // self._chunk_samples
-            for i in range(n_full):
-                self._enqueue(buf[i * self._chunk_samples : (i + 1) * self._chunk_samples])
-            rest = buf[n_full * self._chunk_samples :]
+            start = 0
+            while len(buf) - start > self._chunk_samples:
+                cut = listen_cut(buf[start:], self._chunk_samples)
+                self._enqueue(buf[start : start + cut])
+                start += cut
+            rest = buf[start:]
             self._pending = [rest] if rest.size else []
             self._pending_len = len(rest)
 

@@ -207,7 +207,7 @@ def train_demo(
     keys = {
         "data": {k: getattr(cfg, k) for k in ("seed", "n_train", "n_eval")},
         "tokenizer": {"vocab_size": cfg.vocab_size},
-        "features": {"chunk_seconds": LISTEN_CHUNK_SECONDS},
+        "features": {"chunk_seconds": LISTEN_CHUNK_SECONDS, "cut": "pauses"},
         "sft": cfg.to_dict(),
     }
     redone: dict[str, bool] = {}

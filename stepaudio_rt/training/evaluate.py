@@ -2,10 +2,11 @@
 
 Every held-out sample (unseen voices, operand pairs and sentences; see ``training.data.tasks``) is fed to
 :class:`~stepaudio_rt.model.torch_engine.TorchEngine` exactly as the realtime server feeds a spoken turn:
-system prompt, user text, the audio cut into ``LISTEN_CHUNK_SECONDS`` chunks each appended (encoded)
-alone, ``<|EOT|>``. The context is then forked and decoded greedily twice: with thinking enabled
-(``<|BOT|>assistant\\n<think>\\n``, the model chooses whether to reason) and with the paper's empty think
-block (``NO_THINK_PREFIX``). Replies are scored by the data set's verifier ``check_answer``.
+system prompt, user text, the audio cut at pauses into chunks of at most the checkpoint's
+``audio_chunk_seconds`` (``split_at_pauses``), each appended (encoded) alone, ``<|EOT|>``. The context is
+then forked and decoded greedily twice: with thinking enabled (``<|BOT|>assistant\\n<think>\\n``, the
+model chooses whether to reason) and with the paper's empty think block (``NO_THINK_PREFIX``). Replies
+are scored by the data set's verifier ``check_answer``.
 
 Reported: accuracy per task and mode, the self-cognition error rate (replies to "can you hear
 this?"-style prompts that are wrong, and, over every reply, the share that claims it cannot hear), and
@@ -25,7 +26,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from stepaudio_rt.model.audio_frontend import split_audio
+from stepaudio_rt.model.audio_frontend import split_at_pauses
 from stepaudio_rt.model.engine import Engine, SamplingParams
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS
@@ -48,9 +49,14 @@ async def answer_sample(
     modes: dict[str, str] = MODES,
     max_tokens: int = 96,
     system_prompt: str = DEMO_SYSTEM_PROMPT,
-    chunk_seconds: float = LISTEN_CHUNK_SECONDS,
+    chunk_seconds: float | None = None,
 ) -> dict[str, str]:
-    """Greedy replies (raw generated text, think block included) for one user turn, per mode."""
+    """Greedy replies (raw generated text, think block included) for one user turn, per mode.
+
+    The audio is cut as the server cuts it: at pauses, into chunks of at most ``chunk_seconds``, by
+    default the checkpoint's own ``audio_chunk_seconds`` (what it was trained with)."""
+    if chunk_seconds is None:
+        chunk_seconds = float(engine.generation_config.get("audio_chunk_seconds", LISTEN_CHUNK_SECONDS))
     ctx = engine.new_context()
     forks = []
     try:
@@ -58,7 +64,7 @@ async def answer_sample(
         for piece in before:
             await engine.append_text(ctx, piece)
         if audio is not None:
-            for chunk in split_audio(audio, chunk_seconds):
+            for chunk in split_at_pauses(audio, chunk_seconds):
                 await engine.append_audio(ctx, chunk)
         for piece in after:
             await engine.append_text(ctx, piece)

@@ -14,9 +14,9 @@ the scale of the text embeddings (:func:`audio_scale_penalty`), and a CTC loss t
 frames with the text embeddings of the words spoken in them (:func:`audio_alignment_loss`).
 
 Prompts are built exactly as the realtime server builds them (:func:`prompt_segments`): the system
-prompt, the user's text, then the audio cut into ``LISTEN_CHUNK_SECONDS`` chunks, each its own
-``<audio_start><audio_patch>*N<audio_end>`` block encoded alone, then ``<|EOT|>`` and the generation
-prefix ``<|BOT|>assistant\\n<think>\\n``.
+prompt, the user's text, then the audio cut into chunks of at most ``LISTEN_CHUNK_SECONDS`` at pauses
+(``split_at_pauses``), each its own ``<audio_start><audio_patch>*N<audio_end>`` block encoded alone, then
+``<|EOT|>`` and the generation prefix ``<|BOT|>assistant\\n<think>\\n``.
 """
 
 from __future__ import annotations
@@ -37,11 +37,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from stepaudio_rt.model.audio_frontend import (
-    SAMPLE_RATE,
     audio_token_count,
     log_mel_spectrogram,
     mel_frame_count,
-    split_audio,
+    split_at_pauses,
 )
 from stepaudio_rt.model.modeling import AudioEncoder, StepAudio2ForCausalLM
 from stepaudio_rt.model.prompt import END_OF_TURN, GENERATION_PREFIX, USER_PREFIX, system_block
@@ -75,11 +74,9 @@ def target_text(think: str, answer: str) -> str:
     return f"{body}</think>\n{answer}{EOT}"
 
 
-def chunk_token_counts(n_samples: int, chunk_seconds: float = LISTEN_CHUNK_SECONDS) -> list[int]:
-    """Audio tokens of each listen chunk of an ``n_samples`` clip (the server's cut)."""
-    step = round(chunk_seconds * SAMPLE_RATE)
-    sizes = [min(step, n_samples - s) for s in range(0, n_samples, step)]
-    return [audio_token_count(mel_frame_count(n)) for n in sizes]
+def chunk_token_counts(clip: np.ndarray, chunk_seconds: float = LISTEN_CHUNK_SECONDS) -> list[int]:
+    """Audio tokens of each listen chunk of ``clip`` (the server's cut, ``split_at_pauses``)."""
+    return [audio_token_count(mel_frame_count(len(c))) for c in split_at_pauses(clip, chunk_seconds)]
 
 
 @dataclass
@@ -178,7 +175,7 @@ def encode_chunks(
     for clip in clips:
         ids: list[int] = []
         if clip is not None:
-            for piece in split_audio(clip, chunk_seconds):
+            for piece in split_at_pauses(clip, chunk_seconds):
                 ids.append(len(chunks))
                 chunks.append(piece)
         per_clip.append(ids)

