@@ -193,12 +193,12 @@ def test_batch_stream_curriculum_first_draws_from_the_subset_and_resumes_exactly
 
     lengths = [5 + i % 7 for i in range(40)]
     subset = list(range(0, 40, 4))
-    stream = batch_stream(lengths, 4, seed=1, start_step=0, first_steps=6, first_subset=subset)
+    stream = batch_stream(lengths, 4, seed=1, start_step=0, phases=[(6, subset)])
     batches = [next(stream) for _ in range(20)]
     assert all(set(b) <= set(subset) for b in batches[:6])
     assert any(not set(b) <= set(subset) for b in batches[6:])
     for start in (0, 3, 6, 11):  # resuming at any step replays the same batches
-        resumed = batch_stream(lengths, 4, seed=1, start_step=start, first_steps=6, first_subset=subset)
+        resumed = batch_stream(lengths, 4, seed=1, start_step=start, phases=[(6, subset)])
         assert [next(resumed) for _ in range(20 - start)] == batches[start:]
     plain = batch_stream(lengths, 4, seed=1, start_step=0)
     assert [next(plain) for _ in range(14)] == batches[6:]
@@ -212,13 +212,39 @@ def test_first_phase_subset_lists_a_repeated_task_that_many_times() -> None:
     assert sorted(subset) == [0, 1, 1, 1, 3, 3, 3, 4]  # text_chat (2) is not a perception task
     assert first_phase_subset(tasks, ("noise",), {"tone_compare": 3}) == [0]
     # the batches of the phase then draw each tone example three times per pass
-    stream = batch_stream([6] * 5, 4, seed=0, start_step=0, first_steps=2, first_subset=subset)
+    stream = batch_stream([6] * 5, 4, seed=0, start_step=0, phases=[(2, subset)])
     drawn = [i for _ in range(2) for i in next(stream)]
     assert drawn.count(1) == 3 and drawn.count(0) == 1
 
 
+def test_a_lead_task_trains_alone_first_then_the_perception_phase_then_everything() -> None:
+    from stepaudio_rt.training.sft import batch_stream, curriculum_phases
+
+    tasks = ["tone_compare", "noise", "text_chat", "tone_compare", "loudness", "text_chat"] * 4
+    cfg = DemoConfig.mini(first_phase_steps=5, first_phase_leads={"tone_compare": 2})
+    phases = curriculum_phases(tasks, cfg)
+    tone = {i for i, t in enumerate(tasks) if t == "tone_compare"}
+    perception = {i for i, t in enumerate(tasks) if t in cfg.first_phase_tasks}
+    assert [(n, set(sub)) for n, sub in phases] == [(2, tone), (3, perception)]
+    lengths = [6] * len(tasks)
+    stream = batch_stream(lengths, 4, seed=0, start_step=0, phases=phases)
+    batches = [next(stream) for _ in range(12)]
+    assert all(set(b) <= tone for b in batches[:2])
+    assert all(set(b) <= perception for b in batches[2:5]) and any(not set(b) <= tone for b in batches[2:5])
+    assert any(tasks[i] == "text_chat" for b in batches[5:] for i in b)
+    for start in (1, 2, 4, 7):  # resuming inside either phase replays the same batches
+        resumed = batch_stream(lengths, 4, seed=0, start_step=start, phases=phases)
+        assert [next(resumed) for _ in range(12 - start)] == batches[start:]
+    with pytest.raises(ValueError, match="more than first_phase_steps"):
+        DemoConfig.mini(first_phase_steps=5, first_phase_leads={"tone_compare": 6})
+    with pytest.raises(ValueError, match="integer >= 1"):
+        DemoConfig.mini(first_phase_leads={"tone_compare": 0})
+
+
 def test_demo_config_round_trips_through_json() -> None:
-    cfg = DemoConfig.mini(first_phase_tasks=("noise", "loudness"), first_phase_repeats={"noise": 2})
+    cfg = DemoConfig.mini(
+        first_phase_tasks=("noise", "loudness"), first_phase_repeats={"noise": 2}, first_phase_leads={"noise": 1}
+    )
     back = DemoConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == cfg
     assert back.to_dict() == cfg.to_dict()

@@ -290,21 +290,34 @@ def batch_stream(
     batch_size: int,
     seed: int,
     start_step: int,
-    first_steps: int = 0,
-    first_subset: Sequence[int] = (),
+    phases: Sequence[tuple[int, Sequence[int]]] = (),
 ) -> Iterator[list[int]]:
-    """Endless batches, starting at global step ``start_step``: the first ``first_steps`` steps draw only
-    from the examples ``first_subset``, then every example. A pure function of its arguments, so a resumed
-    run replays the same batches."""
+    """Endless batches, starting at global step ``start_step``: each ``(steps, subset)`` of ``phases`` in
+    turn draws ``steps`` batches only from the examples ``subset`` (a phase with no examples is skipped),
+    then every example. A pure function of its arguments, so a resumed run replays the same batches."""
     lengths = n_examples_lengths
-    if first_steps > 0 and first_subset:
-        sub = list(first_subset)
-        if start_step < first_steps:
+    for steps, subset in phases:
+        if steps <= 0 or not subset:
+            continue
+        sub = list(subset)
+        if start_step < steps:
             inner = _epochs([lengths[i] for i in sub], batch_size, seed, start_step)
-            for _ in range(first_steps - start_step):
+            for _ in range(steps - start_step):
                 yield [sub[j] for j in next(inner)]
-        start_step = max(0, start_step - first_steps)
+        start_step = max(0, start_step - steps)
     yield from _epochs(lengths, batch_size, seed, start_step)
+
+
+def curriculum_phases(tasks: Sequence[str], cfg: DemoConfig) -> list[tuple[int, list[int]]]:
+    """The phases before the full mixture: each ``cfg.first_phase_leads`` task alone for its steps, then
+    the perception tasks (:func:`first_phase_subset`) for the rest of ``cfg.first_phase_steps``."""
+    phases = [
+        (steps, [i for i, t in enumerate(tasks) if t == task]) for task, steps in cfg.first_phase_leads.items()
+    ]
+    lead_steps = sum(cfg.first_phase_leads.values())
+    perception = first_phase_subset(tasks, cfg.first_phase_tasks, cfg.first_phase_repeats)
+    phases.append((cfg.first_phase_steps - lead_steps, perception))
+    return phases
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -480,8 +493,8 @@ def train_sft(
     pad_id = tokenizer.ids.endoftext if tokenizer.ids.endoftext is not None else 0
     patch_id = tokenizer.ids.audio_patch
     lengths = [len(e.input_ids) for e in examples]
-    first = first_phase_subset([e.task for e in examples], cfg.first_phase_tasks, cfg.first_phase_repeats)
-    stream = batch_stream(lengths, cfg.batch_size, cfg.seed, start, cfg.first_phase_steps, first)
+    phases = curriculum_phases([e.task for e in examples], cfg)
+    stream = batch_stream(lengths, cfg.batch_size, cfg.seed, start, phases)
     t0 = time.perf_counter()
     running: float | None = None
     loss_value = float("nan")
