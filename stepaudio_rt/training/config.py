@@ -90,8 +90,10 @@ class DemoConfig:
     # order, e.g. {"tone_compare": 200}. Measured on the 4 s listen chunks' cached features: tone height
     # alone is at 89% after 100 steps and 100% after 300, but in the six-task perception phase it stays
     # at chance; 200 steps of tone alone, then the six tasks, kept it at 97-100% through step 700 while
-    # loudness, noise and rate reached 100% (pitch 65%, beep count 76% at that point). Not yet tried in a
-    # full run, so the recipe has none.
+    # loudness, noise and rate reached 100% (pitch 65%, beep count 76% at that point). In a longer probe
+    # (1,000-step perception phase, then the full mixture) tone held at 94-100% to step 1,400, but pitch
+    # (65%) and loudness (34-66%) were not learned, where without the lead both are by step 1,000. Not yet
+    # tried in a full run, so the recipe has none.
     first_phase_leads: dict[str, int] = field(default_factory=dict)
     # keeps the adaptor's output on the text embeddings' scale (see training.sft.audio_scale_penalty)
     audio_scale_weight: float = 0.1
