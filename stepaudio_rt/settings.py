@@ -111,9 +111,11 @@ class Settings(BaseSettings):
         return float(generation_config.get("temperature", 0.7))
 
     def listen_chunk_seconds_for(self, generation_config: dict) -> float:
+        from stepaudio_rt.model.engine import checkpoint_listen_chunk_seconds
+
         if self.listen_chunk_seconds is not None:
             return self.listen_chunk_seconds
-        return float(generation_config.get("audio_chunk_seconds", 2.0))
+        return checkpoint_listen_chunk_seconds(generation_config)
 
     def think_budget(self, effort: str | None) -> int:
         """Think-token budget for a ``reasoning.effort`` (``None`` = the server default)."""

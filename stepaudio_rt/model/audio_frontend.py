@@ -36,6 +36,7 @@ __all__ = [
     "resample",
     "split_audio",
     "split_at_pauses",
+    "take_listen_chunks",
 ]
 
 SAMPLE_RATE = 16000
@@ -215,12 +216,18 @@ def split_at_pauses(wav: np.ndarray, max_seconds: float) -> list[np.ndarray]:
     max_samples = _chunk_samples(max_seconds)
     wav = np.asarray(wav)
     _check_mono(wav, "split_at_pauses")
+    chunks, rest = take_listen_chunks(wav, max_samples)
+    return [*chunks, rest] if rest.size else chunks
+
+
+def take_listen_chunks(wav: np.ndarray, max_samples: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """(the listen chunks of ``wav`` that are already final, the rest): chunks are cut with
+    :func:`listen_cut` while more than ``max_samples`` samples are left, so more audio appended to the
+    rest never changes them. The one loop behind both the offline and the live cut."""
     chunks: list[np.ndarray] = []
     start = 0
     while wav.shape[0] - start > max_samples:
         cut = listen_cut(wav[start:], max_samples)
         chunks.append(wav[start : start + cut])
         start += cut
-    if start < wav.shape[0]:
-        chunks.append(wav[start:])
-    return chunks
+    return chunks, wav[start:]

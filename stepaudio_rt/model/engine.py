@@ -103,6 +103,15 @@ class EngineError(RuntimeError):
     """Raised for engine misuse (released context, context full, ...)."""
 
 
+# Listen-while-thinking chunk length for a checkpoint whose generation_config declares none.
+DEFAULT_LISTEN_CHUNK_SECONDS = 2.0
+
+
+def checkpoint_listen_chunk_seconds(generation_config: dict) -> float:
+    """The listen chunk length a checkpoint was trained with (its ``audio_chunk_seconds``), else 2 s."""
+    return float(generation_config.get("audio_chunk_seconds", DEFAULT_LISTEN_CHUNK_SECONDS))
+
+
 class Engine(abc.ABC):
     """Abstract engine. All methods that touch compute are ``async`` and safe to call concurrently."""
 

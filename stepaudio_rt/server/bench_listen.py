@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stepaudio_rt.model.engine import Engine
+from stepaudio_rt.model.engine import Engine, checkpoint_listen_chunk_seconds
 from stepaudio_rt.streaming.conversation import TextPart, Turn
 from stepaudio_rt.streaming.scheduler import AudioDelta, ResponseFinished, ResponseOptions, Scheduler
 from stepaudio_rt.streaming.tts import TTSBackend
@@ -106,7 +106,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
             model = build_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny")
         engine = TorchEngine.from_pretrained(model, device=args.device, max_contexts=8, max_context_tokens=4096)
-    chunk = args.listen_chunk_seconds or float(engine.generation_config.get("audio_chunk_seconds", 2.0))
+    chunk = args.listen_chunk_seconds or checkpoint_listen_chunk_seconds(engine.generation_config)
     print(f"checkpoint: {model}  device: {args.device}  pace: {args.pace}x real time  repeats: {args.repeats}"
           f"  listen chunks: at most {chunk:g} s")
     results: dict[tuple[float, bool], list[float]] = {}

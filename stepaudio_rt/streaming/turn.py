@@ -1,7 +1,7 @@
 """Listen-while-thinking: prefill a user turn chunk by chunk while the user is still speaking.
 
 While speech arrives, chunks of at most ``chunk_seconds`` of 16 kHz audio, each ending in the quietest
-20 ms of its last 40% (``audio_frontend.listen_cut``: a word is not cut in half), are encoded and appended
+20 ms of its last 40% (``audio_frontend.take_listen_chunks``: a word is not cut in half), are encoded and appended
 to a private fork of the conversation prefix by a background worker (``engine.append_audio``), so at end
 of turn only the remainder is left to encode. The chunks are exactly those ``split_at_pauses`` makes of
 the whole turn, which is what the demo checkpoint was trained on. :meth:`ListeningTurn.finish` flushes
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stepaudio_rt.model.audio_frontend import MAX_CHUNK_SECONDS, SAMPLE_RATE, listen_cut
+from stepaudio_rt.model.audio_frontend import MAX_CHUNK_SECONDS, SAMPLE_RATE, take_listen_chunks
 from stepaudio_rt.model.engine import Context
 from stepaudio_rt.model.prompt import END_OF_TURN, USER_PREFIX
 from stepaudio_rt.streaming.conversation import AudioPart, Conversation, Turn
@@ -67,13 +67,9 @@ class ListeningTurn:
         self._pending.append(np.asarray(samples_16k, dtype=np.float32))
         self._pending_len += len(samples_16k)
         if self._pending_len > self._chunk_samples:  # only then is the chunk known not to be the last
-            buf = np.concatenate(self._pending)
-            start = 0
-            while len(buf) - start > self._chunk_samples:
-                cut = listen_cut(buf[start:], self._chunk_samples)
-                self._enqueue(buf[start : start + cut])
-                start += cut
-            rest = buf[start:]
+            chunks, rest = take_listen_chunks(np.concatenate(self._pending), self._chunk_samples)
+            for chunk in chunks:
+                self._enqueue(chunk)
             self._pending = [rest] if rest.size else []
             self._pending_len = len(rest)
 

@@ -135,14 +135,11 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "first_phase_tasks", tuple(self.first_phase_tasks))  # JSON gives a list
-        object.__setattr__(self, "first_phase_repeats", dict(self.first_phase_repeats))
-        for task, n in self.first_phase_repeats.items():
-            if not isinstance(n, int) or n < 1:
-                raise ValueError(f"first_phase_repeats[{task!r}] must be an integer >= 1, got {n!r}")
-        object.__setattr__(self, "first_phase_leads", dict(self.first_phase_leads))
-        for task, n in self.first_phase_leads.items():
-            if not isinstance(n, int) or n < 1:
-                raise ValueError(f"first_phase_leads[{task!r}] must be an integer >= 1, got {n!r}")
+        for name in ("first_phase_repeats", "first_phase_leads"):  # task -> a count of draws or steps
+            object.__setattr__(self, name, dict(getattr(self, name)))
+            for task, n in getattr(self, name).items():
+                if not isinstance(n, int) or n < 1:
+                    raise ValueError(f"{name}[{task!r}] must be an integer >= 1, got {n!r}")
         if sum(self.first_phase_leads.values()) > self.first_phase_steps:
             raise ValueError(
                 f"first_phase_leads take {sum(self.first_phase_leads.values())} steps, more than "

@@ -27,9 +27,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from stepaudio_rt.model.audio_frontend import split_at_pauses
-from stepaudio_rt.model.engine import Engine, SamplingParams
+from stepaudio_rt.model.engine import Engine, SamplingParams, checkpoint_listen_chunk_seconds
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
-from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS
+from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT
 from stepaudio_rt.training.plots import plot_task_accuracy
 from stepaudio_rt.training.sft import prompt_segments
 
@@ -54,9 +54,9 @@ async def answer_sample(
     """Greedy replies (raw generated text, think block included) for one user turn, per mode.
 
     The audio is cut as the server cuts it: at pauses, into chunks of at most ``chunk_seconds``, by
-    default the checkpoint's own ``audio_chunk_seconds`` (what it was trained with)."""
+    default the checkpoint's own ``audio_chunk_seconds`` (what it was trained with), as the server does."""
     if chunk_seconds is None:
-        chunk_seconds = float(engine.generation_config.get("audio_chunk_seconds", LISTEN_CHUNK_SECONDS))
+        chunk_seconds = checkpoint_listen_chunk_seconds(engine.generation_config)
     ctx = engine.new_context()
     forks = []
     try:
