@@ -173,7 +173,7 @@ def test_a_non_finite_loss_stops_sft_before_the_weights_are_touched(tmp_path: Pa
     with torch.no_grad():
         model.adapter.linear2.bias.fill_(float("nan"))  # a broken adaptor: every audio frame is NaN
     before = model.model.embed_tokens.weight.detach().clone()
-    run_cfg = DemoConfig.mini(steps=2, first_phase_steps=0)
+    run_cfg = DemoConfig.mini(steps=2, first_phase_steps=0, first_phase_leads={})
     with pytest.raises(FloatingPointError, match="at step 0"):
         train_sft(model, [example] * 4, store, tok, run_cfg, tmp_path / "sft", resume=False, progress=False)
     assert torch.equal(model.model.embed_tokens.weight, before)  # no optimiser step ran on it
@@ -239,6 +239,18 @@ def test_a_lead_task_trains_alone_first_then_the_perception_phase_then_everythin
         DemoConfig.mini(first_phase_steps=5, first_phase_leads={"tone_compare": 6})
     with pytest.raises(ValueError, match="integer >= 1"):
         DemoConfig.mini(first_phase_leads={"tone_compare": 0})
+
+
+def test_the_perception_phase_runs_at_its_share_of_the_learning_rate() -> None:
+    from stepaudio_rt.training.sft import lr_lambda
+
+    plain = [lr_lambda(s, 2, 10, 0.1) for s in range(10)]
+    scaled = [lr_lambda(s, 2, 10, 0.1, first_phase_steps=4, first_phase_scale=0.5) for s in range(10)]
+    assert scaled[:4] == pytest.approx([0.5 * v for v in plain[:4]])
+    assert scaled[4:] == plain[4:]  # the mixed phase keeps the schedule
+    assert plain[1] == 1.0 and plain[-1] > 0.1
+    with pytest.raises(ValueError, match="first_phase_lr_scale"):
+        DemoConfig.mini(first_phase_lr_scale=0.0)
 
 
 def test_demo_config_round_trips_through_json() -> None:

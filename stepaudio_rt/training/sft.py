@@ -409,12 +409,16 @@ def sft_loss(
     return total, ce
 
 
-def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup, then cosine decay to ``min_ratio`` of the peak."""
+def lr_lambda(
+    step: int, warmup: int, total: int, min_ratio: float, first_phase_steps: int = 0, first_phase_scale: float = 1.0
+) -> float:
+    """Linear warmup, then cosine decay to ``min_ratio`` of the peak; the first ``first_phase_steps``
+    (the perception-only curriculum) run at ``first_phase_scale`` times that."""
+    scale = first_phase_scale if step < first_phase_steps else 1.0
     if step < warmup:
-        return (step + 1) / warmup
+        return scale * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return scale * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def make_optimizer(model: nn.Module, cfg: DemoConfig) -> torch.optim.AdamW:
@@ -471,7 +475,10 @@ def train_sft(
     model.lm_head.train()
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+        opt,
+        lambda s: lr_lambda(
+            s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio, cfg.first_phase_steps, cfg.first_phase_lr_scale
+        ),
     )
     start = 0
     if resume and state_path.exists():
