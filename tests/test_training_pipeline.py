@@ -374,6 +374,21 @@ def test_committed_demo_checkpoint_hears_pitch_and_loudness_of_held_out_voices()
 
 
 @needs_checkpoint
+def test_committed_demo_checkpoint_tells_which_of_two_tones_is_higher() -> None:
+    """Tone height was the last perception task the demo model learned (it answered one label for every
+    pair until the curriculum gave it a lead): three fixed pairs, both orders, in both think modes."""
+    from stepaudio_rt.training.data import acoustics, signals
+    from stepaudio_rt.training.data.tasks import check_answer
+
+    for f1, f2, label in ((330.0, 620.0, "second"), (900.0, 450.0, "first"), (520.0, 260.0, "first")):
+        audio = signals.two_tones(f1, f2, tone_s=0.5, gap_s=0.3, amp=0.3)
+        freqs = acoustics.segment_frequencies_hz(audio)
+        assert (freqs[1] > freqs[0]) == (label == "second")
+        for mode, reply in _ask_checkpoint("Which of the two tones is higher?", audio).items():
+            assert check_answer("tone_compare", reply, label), (f1, f2, mode, reply)
+
+
+@needs_checkpoint
 @needs_espeak
 def test_committed_demo_checkpoint_answers_a_spoken_sum_from_an_unseen_voice() -> None:
     """The issue's end-to-end check through the engine: a fixed spoken question, held-out voice and
