@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from stepaudio_rt.model.engine import checkpoint_listen_chunk_seconds
+
 ReasoningEffort = Literal["minimal", "low", "medium", "high", "xhigh"]
 
 # Bundled demo checkpoint (a separate issue builds it); ``model_path=None`` means "serve this one".
@@ -111,8 +113,6 @@ class Settings(BaseSettings):
         return float(generation_config.get("temperature", 0.7))
 
     def listen_chunk_seconds_for(self, generation_config: dict) -> float:
-        from stepaudio_rt.model.engine import checkpoint_listen_chunk_seconds
-
         if self.listen_chunk_seconds is not None:
             return self.listen_chunk_seconds
         return checkpoint_listen_chunk_seconds(generation_config)

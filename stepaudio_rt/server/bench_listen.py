@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stepaudio_rt.model.engine import Engine, checkpoint_listen_chunk_seconds
+from stepaudio_rt.model.engine import DEFAULT_LISTEN_CHUNK_SECONDS, Engine, checkpoint_listen_chunk_seconds
 from stepaudio_rt.streaming.conversation import TextPart, Turn
 from stepaudio_rt.streaming.scheduler import AudioDelta, ResponseFinished, ResponseOptions, Scheduler
 from stepaudio_rt.streaming.tts import TTSBackend
@@ -35,7 +35,7 @@ def _speechlike(seconds: float, seed: int) -> np.ndarray:
 
 async def one_turn(
     engine: Engine, seconds: float, listen: bool, pace: float, tts: TTSBackend | None, seed: int,
-    chunk_seconds: float = 2.0,
+    chunk_seconds: float = DEFAULT_LISTEN_CHUNK_SECONDS,
 ) -> dict[str, float]:
     sched = Scheduler(engine, tts, instructions="You are a helpful assistant.",
                       listen_chunk_seconds=chunk_seconds if listen else 25.0)

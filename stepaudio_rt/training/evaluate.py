@@ -54,7 +54,7 @@ async def answer_sample(
     """Greedy replies (raw generated text, think block included) for one user turn, per mode.
 
     The audio is cut as the server cuts it: at pauses, into chunks of at most ``chunk_seconds``, by
-    default the checkpoint's own ``audio_chunk_seconds`` (what it was trained with), as the server does."""
+    default the checkpoint's own ``audio_chunk_seconds`` (what it was trained with)."""
     if chunk_seconds is None:
         chunk_seconds = checkpoint_listen_chunk_seconds(engine.generation_config)
     ctx = engine.new_context()
