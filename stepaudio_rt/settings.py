@@ -13,6 +13,14 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stepaudio_rt.model.engine import checkpoint_listen_chunk_seconds
+from stepaudio_rt.model.mind_paced import (
+    DEFAULT_REASONING_SEGMENT_TOKENS,
+    DEFAULT_REPLY_SEGMENT_TOKENS,
+    LagPolicy,
+    MindPacedConfig,
+    ThinkingMode,
+    checkpoint_thinking_defaults,
+)
 
 ReasoningEffort = Literal["minimal", "low", "medium", "high", "xhigh"]
 
@@ -60,6 +68,16 @@ class Settings(BaseSettings):
     # --- reasoning ---
     default_reasoning_effort: ReasoningEffort = "medium"
     effort_budgets: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_EFFORT_BUDGETS))
+
+    # --- think-while-speaking (Mind-Paced Speaking) ---
+    # None = what the checkpoint's generation_config declares, else sequential / 80 / 24.
+    thinking_mode: ThinkingMode | None = None
+    reasoning_segment_tokens: int | None = Field(None, ge=1, le=4096)
+    reply_segment_tokens: int | None = Field(None, ge=1, le=4096)
+    # The next articulation round is released when less than this much audio is left to play.
+    playback_lead_ms: float = Field(1500.0, ge=0.0, le=30000.0)
+    # When the listener needs more reply but reasoning has no new segment: wait for it, or speak anyway.
+    reasoning_lag_policy: LagPolicy = "wait"
 
     # --- audio pipeline ---
     tts_backend: str = "piper"
@@ -116,6 +134,40 @@ class Settings(BaseSettings):
         if self.listen_chunk_seconds is not None:
             return self.listen_chunk_seconds
         return checkpoint_listen_chunk_seconds(generation_config)
+
+    def mind_paced_for(
+        self,
+        generation_config: dict,
+        mode: str | None = None,
+        reasoning_segment_tokens: int | None = None,
+        reply_segment_tokens: int | None = None,
+    ) -> MindPacedConfig | None:
+        """Think-while-speaking settings of one response (None = sequential). Each value comes from the
+        first that has it: the request (arguments), the server (flags / environment), the checkpoint's
+        generation_config, the built-in defaults."""
+        ckpt = checkpoint_thinking_defaults(generation_config)
+
+        def pick(request: object, server: object, key: str, default: object) -> object:
+            for value in (request, server, ckpt.get(key)):
+                if value is not None:
+                    return value
+            return default
+
+        chosen = pick(mode, self.thinking_mode, "thinking_mode", "sequential")
+        if chosen == "sequential":
+            return None
+        return MindPacedConfig(
+            mode=chosen,  # type: ignore[arg-type]
+            reasoning_segment_tokens=int(
+                pick(reasoning_segment_tokens, self.reasoning_segment_tokens, "reasoning_segment_tokens",
+                     DEFAULT_REASONING_SEGMENT_TOKENS)  # type: ignore[arg-type]
+            ),
+            reply_segment_tokens=int(
+                pick(reply_segment_tokens, self.reply_segment_tokens, "reply_segment_tokens",
+                     DEFAULT_REPLY_SEGMENT_TOKENS)  # type: ignore[arg-type]
+            ),
+            lag_policy=self.reasoning_lag_policy,
+        )
 
     def think_budget(self, effort: str | None) -> int:
         """Think-token budget for a ``reasoning.effort`` (``None`` = the server default)."""

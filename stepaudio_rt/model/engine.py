@@ -53,7 +53,7 @@ class SamplingParams:
 class StepTiming:
     """Where time went in one engine call (seconds)."""
 
-    kind: Literal["prefill_text", "prefill_audio", "encode_audio", "decode"]
+    kind: Literal["prefill_text", "prefill_audio", "encode_audio", "decode", "fork"]
     tokens: int
     seconds: float
 

@@ -30,6 +30,15 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ap.add_argument("--reasoning-effort", dest="default_reasoning_effort")
     ap.add_argument("--effort-budgets", type=json.loads, help='JSON, e.g. \'{"low": 64}\' (merged with defaults)')
     ap.add_argument("--listen-chunk-seconds", type=float)
+    ap.add_argument(
+        "--thinking-mode",
+        choices=["sequential", "think_first", "speak_first"],
+        help="think-while-speaking default (sessions may override); default: the checkpoint's, else sequential",
+    )
+    ap.add_argument("--reasoning-segment-tokens", type=int, help="reasoning tokens per segment (paper: 80)")
+    ap.add_argument("--reply-segment-tokens", type=int, help="reply tokens per articulation round (default 24)")
+    ap.add_argument("--playback-lead-ms", type=float, help="release the next round below this much unplayed audio")
+    ap.add_argument("--reasoning-lag-policy", choices=["wait", "speak"], help="when reasoning falls behind playback")
     ap.add_argument("--temperature", type=float)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--log-level")

@@ -42,6 +42,31 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.first_packet_by_mode = Histogram(
+            "stepaudio_rt_first_packet_by_mode_seconds",
+            "First audio or text delta after end of turn, by thinking mode (sequential, think_first, speak_first)",
+            ["mode"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.articulation_rounds = Histogram(
+            "stepaudio_rt_articulation_rounds",
+            "Articulation rounds per think-while-speaking response",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
+            registry=r,
+        )
+        self.articulation_wait = Histogram(
+            "stepaudio_rt_articulation_wait_seconds",
+            "Time a think-while-speaking response's articulation stream waited for reasoning",
+            buckets=(0.0, *_LATENCY_BUCKETS),
+            registry=r,
+        )
+        self.round_overhead = Histogram(
+            "stepaudio_rt_articulation_round_overhead_seconds",
+            "Engine time to fork and re-prefill one articulation round (reasoning and reply so far)",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+            registry=r,
+        )
         self.tokens_per_second = Histogram(
             "stepaudio_rt_decode_tokens_per_second",
             "Decode speed per response",

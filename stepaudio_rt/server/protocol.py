@@ -40,6 +40,9 @@ Step-Audio extensions (invisible to clients that do not ask for them):
   ``/v1/realtime`` with the same effect (``negotiation.REASONING_QUERY_PARAM``, e.g.
   ``?reasoning_events=1``), for clients that cannot add session fields.
 * ``stepaudio.temperature`` keeps the beta ``temperature`` setting, which GA dropped.
+* ``stepaudio.thinking_mode`` (``sequential`` | ``think_first`` | ``speak_first``),
+  ``stepaudio.reasoning_segment_tokens`` and ``stepaudio.reply_segment_tokens`` choose think-while-speaking
+  (Mind-Paced Speaking) for the session, or for one response inside ``response.create``.
 * Unknown keys inside ``stepaudio`` are ignored like everywhere else.
 """
 
@@ -265,6 +268,7 @@ class AudioConfig(InputModel):
 
 
 ReasoningEffort: TypeAlias = Literal["minimal", "low", "medium", "high", "xhigh"]
+ThinkingMode: TypeAlias = Literal["sequential", "think_first", "speak_first"]
 
 
 class Reasoning(InputModel):
@@ -341,6 +345,10 @@ class StepAudioExtension(InputModel):
 
     reasoning_events: bool = False
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    # Think-while-speaking (Mind-Paced Speaking); None = the server's / the checkpoint's default.
+    thinking_mode: ThinkingMode | None = None
+    reasoning_segment_tokens: Annotated[int, Field(ge=1, le=4096)] | None = None
+    reply_segment_tokens: Annotated[int, Field(ge=1, le=4096)] | None = None
 
 
 DEFAULT_MODEL = "step-audio-r1"

@@ -20,12 +20,12 @@ from stepaudio_rt.server import protocol as p
 from stepaudio_rt.server.session import AudioTrack, RealtimeSession
 from stepaudio_rt.streaming.codecs import AudioFormat, encode_audio
 from stepaudio_rt.streaming.conversation import TextPart, Turn
-from stepaudio_rt.streaming.scheduler import (
+from stepaudio_rt.streaming.pipeline import (
     AudioDelta,
     ReasoningDelta,
     ReasoningDone,
     ResponseFinished,
-    ResponseRun,
+    RunBase,
     TextDelta,
     TranscriptDelta,
 )
@@ -40,7 +40,7 @@ class ActiveResponse:
         self,
         session: RealtimeSession,
         response: p.Response,
-        run: ResponseRun,
+        run: RunBase,
         out_format: AudioFormat,
         in_conversation: bool,
         turn_end: float,
@@ -215,6 +215,12 @@ class ActiveResponse:
         t = fin.timings
         if self.first_packet_s is not None:
             m.first_packet.observe(self.first_packet_s)
+            m.first_packet_by_mode.labels(mode=t.mode).observe(self.first_packet_s)
+        if t.rounds:
+            m.articulation_rounds.observe(len(t.rounds))
+            m.articulation_wait.observe(t.articulation_wait_s)
+            for r in t.rounds:
+                m.round_overhead.observe(r.fork_s + r.prefill_s)
         if t.decode_tokens_per_s is not None:
             m.tokens_per_second.observe(t.decode_tokens_per_s)
         stages = {
@@ -227,9 +233,12 @@ class ActiveResponse:
             if value is not None:
                 m.stage.labels(stage=stage).observe(value)
         log.info(
-            "response %s %s: first_packet=%s finalize=%s prefill=%s reasoning=%s think_tokens=%d tts_first=%s",
+            "response %s %s (%s, %d rounds): first_packet=%s finalize=%s prefill=%s reasoning=%s think_tokens=%d "
+            "tts_first=%s",
             self.id,
             status,
+            t.mode,
+            len(t.rounds),
             _fmt(self.first_packet_s),
             _fmt(self.finalize_s),
             _fmt(t.prefill_s),

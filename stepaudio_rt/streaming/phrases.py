@@ -64,6 +64,16 @@ class PhraseChunker:
         self.reset()
         return out
 
+    def take_words(self) -> str:
+        """Release the whole words buffered so far (up to the last whitespace), boundary or not: for a
+        speaker that would otherwise fall silent while the rest of the clause is still being written."""
+        cut = max(self._buf.rfind(" "), self._buf.rfind("\n"))
+        if cut <= 0 or not _speakable(self._buf[:cut]):
+            return ""
+        phrase, self._buf = self._buf[:cut].strip(), self._buf[cut:]
+        self._emitted += 1
+        return phrase
+
     def reset(self) -> None:
         """Drop buffered text (e.g. when the response is cancelled)."""
         self._buf = ""

@@ -79,6 +79,13 @@ def start_response(
         temperature = cfg.stepaudio.temperature
     if params.stepaudio is not None and params.stepaudio.temperature is not None:
         temperature = params.stepaudio.temperature
+    session_ext, response_ext = cfg.stepaudio, params.stepaudio or p.StepAudioExtension()
+    mind_paced = settings.mind_paced_for(
+        s.server.engine.generation_config,
+        mode=response_ext.thinking_mode or session_ext.thinking_mode,
+        reasoning_segment_tokens=response_ext.reasoning_segment_tokens or session_ext.reasoning_segment_tokens,
+        reply_segment_tokens=response_ext.reply_segment_tokens or session_ext.reply_segment_tokens,
+    )
     turns = _input_turns(s, params, event_id)
     in_conversation = conversation == "auto" and turns is None
     out_fmt = wire_format(out_fmt_model)
@@ -94,6 +101,8 @@ def start_response(
         temperature=temperature,
         top_p=settings.top_p,
         seed=settings.seed,
+        mind_paced=mind_paced,
+        playback_lead_ms=settings.playback_lead_ms,
     )
     response = p.Response(
         conversation_id=s.conversation_id if in_conversation else None,
