@@ -142,3 +142,12 @@ def auth_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
         tiny_checkpoint, tmp_path_factory.mktemp("auth"), "--api-key", "sekret", "--max-sessions", "1", "--tts", "none"
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def endless_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint's shapes and tokenizer with a head that never closes the think block nor stops,
+    so reasoning lasts exactly the think budget (think-while-speaking tests)."""
+    from stepaudio_rt.model.testing import build_endless_reasoning_checkpoint
+
+    return build_endless_reasoning_checkpoint(tmp_path_factory.mktemp("endless-ckpt"), tiny_checkpoint)

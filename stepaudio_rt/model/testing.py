@@ -7,6 +7,7 @@ safetensors, tokenizer.json with the special tokens), so tests exercise the real
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,46 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, **config_kw: Any) 
     with torch.no_grad():  # larger-than-default logits make sampled text less uniform
         model.lm_head.weight.mul_(4.0)
     return save_checkpoint(model, tokenizer, out_dir)
+
+
+def make_reasoning_endless(model: StepAudio2ForCausalLM, tokenizer: StepAudioTokenizer, punctuate: bool = True) -> None:
+    """Make ``model``'s head unable to emit ``</think>``, a stop token or an id the tokenizer cannot
+    decode, so a reasoning stream runs exactly until the think budget closes it (``bench mps`` forces
+    reasoning lengths with it; meant for random weights).
+
+    How: every token embedding gets a large constant in hidden dimension 0, so after the final RMSNorm
+    that dimension is large and positive at every text position; the rows of ``lm_head`` for the banned
+    tokens are ``-M`` there and zero elsewhere, so their logits are hugely negative whatever the input.
+    With ``punctuate`` the same dimension makes "," and "." frequent, so sampled text has clauses every
+    few words, as real replies do, and the phrase chunker hands the TTS short phrases.
+    """
+    banned = [tokenizer.think_close_ids[0], *tokenizer.stop_token_ids, *range(len(tokenizer), model.config.vocab_size)]
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, 0] = 50.0  # far above what the (random) layers add to that dimension
+        head = model.lm_head.weight
+        head[:, 0] = 0.0
+        idx = torch.tensor(banned, device=head.device)
+        head[idx] = 0.0
+        head[idx, 0] = -1000.0
+        if punctuate:
+            for mark in (",", "."):
+                head[tokenizer.encode(mark)[0], 0] = 0.28
+
+
+def build_endless_reasoning_checkpoint(out_dir: str | Path, like: str | Path, seed: int = 0) -> Path:
+    """A random checkpoint with ``like``'s shapes, tokenizer and generation config whose reasoning never
+    ends by itself (:func:`make_reasoning_endless`)."""
+    from stepaudio_rt.model.config import StepAudio2Config
+
+    like = Path(like)
+    torch.manual_seed(seed)
+    config = StepAudio2Config.from_file(like / "config.json")
+    gen_path = like / "generation_config.json"
+    generation = json.loads(gen_path.read_text()) if gen_path.exists() else {}
+    eos = generation.get("eos_token_id", [])
+    tokenizer = StepAudioTokenizer.from_pretrained(like, extra_eos_ids=tuple(eos if isinstance(eos, list) else [eos]))
+    model = StepAudio2ForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(4.0)  # as build_tiny_checkpoint: less uniform sampled text
+    make_reasoning_endless(model, tokenizer)
+    return save_checkpoint(model, tokenizer, out_dir, generation_config=generation)

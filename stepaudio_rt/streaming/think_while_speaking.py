@@ -118,7 +118,8 @@ class ThinkWhileSpeakingRun(RunBase):
             self._base,
             self.config,
             sampling,
-            think_budget=opts.think_budget,
+            # max_output_tokens caps each stream: the reasoning (with the think budget) and the reply.
+            think_budget=min(opts.think_budget, opts.max_output_tokens),
             max_reply_tokens=max(1, opts.max_output_tokens),
             gate=gate,
         )
