@@ -91,8 +91,9 @@ def make_reasoning_endless(model: StepAudio2ForCausalLM, tokenizer: StepAudioTok
     How: every token embedding gets a large constant in hidden dimension 0, so after the final RMSNorm
     that dimension is large and positive at every text position; the rows of ``lm_head`` for the banned
     tokens are ``-M`` there and zero elsewhere, so their logits are hugely negative whatever the input.
-    With ``punctuate`` the same dimension makes "," and "." frequent, so sampled text has clauses every
-    few words, as real replies do, and the phrase chunker hands the TTS short phrases.
+    With ``punctuate`` the same dimension favours whole words (tokens " word") and makes "," and "."
+    frequent, so sampled text is words in clauses, as real replies are, and the phrase chunker hands
+    the TTS short phrases.
     """
     banned = [tokenizer.think_close_ids[0], *tokenizer.stop_token_ids, *range(len(tokenizer), model.config.vocab_size)]
     with torch.no_grad():
@@ -103,8 +104,14 @@ def make_reasoning_endless(model: StepAudio2ForCausalLM, tokenizer: StepAudioTok
         head[idx] = 0.0
         head[idx, 0] = -1000.0
         if punctuate:
+            words = [i for i in range(len(tokenizer)) if _is_word(tokenizer.decode([i]))]
+            head[torch.tensor(words, device=head.device), 0] = 0.25
             for mark in (",", "."):
-                head[tokenizer.encode(mark)[0], 0] = 0.28
+                head[tokenizer.encode(mark)[0], 0] = 0.4
+
+
+def _is_word(piece: str) -> bool:
+    return len(piece) > 2 and piece[0] == " " and piece[1:].isalpha() and piece.isascii()
 
 
 def build_endless_reasoning_checkpoint(out_dir: str | Path, like: str | Path, seed: int = 0) -> Path:

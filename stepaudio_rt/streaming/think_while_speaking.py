@@ -118,8 +118,8 @@ class ThinkWhileSpeakingRun(RunBase):
             self._base,
             self.config,
             sampling,
-            # max_output_tokens caps each stream: the reasoning (with the think budget) and the reply.
-            think_budget=min(opts.think_budget, opts.max_output_tokens),
+            # The think budget (reasoning.effort) caps the reasoning stream; max_output_tokens the reply.
+            think_budget=opts.think_budget,
             max_reply_tokens=max(1, opts.max_output_tokens),
             gate=gate,
         )
@@ -127,7 +127,7 @@ class ThinkWhileSpeakingRun(RunBase):
         if self._cancelled:
             gen.cancel()
         chunker = PhraseChunker()
-        reply_started = False
+        reply_started = reasoning_done = False
         try:
             async for ev in gen.events():
                 if self.timings.first_token_s is None and isinstance(ev, ReasoningText | ReplyText):
@@ -139,6 +139,7 @@ class ThinkWhileSpeakingRun(RunBase):
                         if opts.emit_reasoning:
                             self.emit(ReasoningDelta(clean))
                 elif isinstance(ev, ReasoningEnded):
+                    reasoning_done = True
                     self.timings.reasoning_end_s = self.now()
                     self.emit(ReasoningDone("".join(self._reasoning).strip()))
                 elif isinstance(ev, ReplyText):
@@ -161,6 +162,8 @@ class ThinkWhileSpeakingRun(RunBase):
                     assert self.speaker is not None
                     self.speaker.say(chunker.take_words())
             self._finish = gen.finish_reason
+            if not reasoning_done and self._reasoning:  # the reply ended first: reasoning was cut short
+                self.emit(ReasoningDone("".join(self._reasoning).strip()))
             if self.speaker is not None and not self._cancelled:
                 for phrase in chunker.flush():
                     self.speaker.say(phrase)
