@@ -119,6 +119,8 @@ def bench_latency_cmd(
     stagger: Annotated[float, typer.Option(help="seconds between worker starts")] = 0.5,
     trailing_silence: Annotated[float, typer.Option(help="seconds of silence after each question")] = 2.0,
     manual: Annotated[bool, typer.Option(help="commit + response.create instead of server VAD")] = False,
+    thinking_mode: Annotated[str | None, typer.Option(
+        help="our server's think-while-speaking mode: sequential, think_first or speak_first")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for a reply")] = 60.0,
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY")] = None,
     model: str = "step-audio-r1",
@@ -140,7 +142,7 @@ def bench_latency_cmd(
         console.print(f"[red]error:[/red] --concurrency must be comma-separated integers, got {concurrency!r}")
         raise typer.Exit(2) from None
     opts = dict(url=url, api_key=api_key, model=model, out_dir=out, bigbench_dir=bigbench, wav_dir=wav_dir,
-                chunk_ms=chunk_ms, speed=speed, manual=manual, timeout_s=timeout)
+                chunk_ms=chunk_ms, speed=speed, manual=manual, timeout_s=timeout, thinking_mode=thinking_mode)
     if fast:
         cfg = BenchConfig.fast(**opts)
     else:
@@ -187,6 +189,15 @@ def bench_engine_cmd(
     console.print(f"decode speed-up: {result.decode_speedup}x")
     if out:
         out.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+
+
+@bench_app.command("mps", context_settings=PASSTHROUGH, add_help_option=False)
+def bench_mps_cmd(ctx: typer.Context) -> None:
+    """Think-while-speaking: first audio vs forced reasoning length per thinking mode, second-stream
+    cost, round overhead (CPU, demo shapes; --full-shapes on a GPU). `bench mps --help` lists the flags."""
+    from stepaudio_rt.streaming.bench_mps import main as bench_mps_main
+
+    bench_mps_main(list(ctx.args))
 
 
 @bench_app.command("gpu")

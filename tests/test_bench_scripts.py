@@ -33,3 +33,20 @@ async def test_listen_bench_runs_on_a_tiny_checkpoint(tiny_checkpoint, capsys) -
     line = next(ln for ln in out.splitlines() if "20 s utterance" in ln and "listen-while-thinking" in ln)
     assert float(line.split("tail ")[1].split(" s")[0]) < 1.5
     assert "20 s / 2 s ratio" in out
+
+
+async def test_mps_bench_runs_every_mode_and_length(endless_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    from stepaudio_rt.model.torch_engine import TorchEngine
+    from stepaudio_rt.streaming.bench_mps import run_bench as run_mps
+
+    engine = TorchEngine.from_pretrained(endless_checkpoint, max_contexts=8, max_context_tokens=1024, progress=False)
+    try:
+        r = await run_mps(engine, None, repeats=1, lengths=(0, 24), reasoning_segment_tokens=8,
+                          reply_segment_tokens=4, progress=False)
+    finally:
+        await engine.aclose()
+    assert set(r["first_audio_ms"]) == {"sequential", "think_first", "speak_first"}
+    assert all(v > 0 for series in r["first_audio_ms"].values() for v in series.values())
+    assert r["first_audio_is"] == "first reply text (no TTS)"
+    assert r["round_overhead"]["rounds"] >= 2 and r["round_overhead"]["decode_step_ms"] > 0
+    assert r["streams"]["one_stream_tok_s"] > 0 and r["streams"]["per_stream_two_active_tok_s"] > 0

@@ -120,3 +120,26 @@ def test_bench_errors_and_other_subcommands(tmp_path) -> None:
     assert bad.exit_code == 2 and "comma-separated integers" in bad.output
     assert runner.invoke(app, ["bench", "engine", "--help"]).exit_code == 0
     assert runner.invoke(app, ["bench", "gpu", "--help"]).exit_code == 0
+
+
+def test_bench_thinking_mode_reaches_the_server(live_server: LiveServer, tmp_path) -> None:
+    import re
+
+    def speak_first_count() -> float:
+        found = re.search(r'stepaudio_rt_first_packet_by_mode_seconds_count\{mode="speak_first"\} ([0-9.]+)',
+                          live_server.get("/metrics")[1])
+        return float(found.group(1)) if found else 0.0
+
+    before = speak_first_count()
+    out = tmp_path / "mps"
+    result = CliRunner().invoke(
+        app,
+        ["bench", "latency", "--url", live_server.http, "--out", str(out), "--n", "1", "--concurrency", "1",
+         "--questions", "1", "--manual", "--thinking-mode", "speak_first"],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "latency.json").read_text())
+    assert doc["config"]["thinking_mode"] == "speak_first" and doc["levels"]["1"]["ok"] == 1
+    assert speak_first_count() == before + 1
+    with pytest.raises(ValueError, match="thinking_mode"):
+        BenchConfig(thinking_mode="eventually").validate()

@@ -41,3 +41,27 @@ def test_serving_defaults_come_from_the_checkpoint_unless_set() -> None:
     assert Settings().listen_chunk_seconds_for(greedy) == 1.5
     assert Settings().listen_chunk_seconds_for({}) == 2.0
     assert Settings(listen_chunk_seconds=3.0).listen_chunk_seconds_for(greedy) == 3.0
+
+
+def test_thinking_mode_comes_from_request_then_server_then_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepaudio_rt.server.__main__ import parse_args
+
+    ckpt = {"thinking_mode": "think_first", "reasoning_segment_tokens": 20, "reply_segment_tokens": 6}
+    assert Settings().mind_paced_for({}) is None  # sequential unless someone asks
+    from_ckpt = Settings().mind_paced_for(ckpt)
+    assert from_ckpt is not None and (from_ckpt.mode, from_ckpt.reasoning_segment_tokens,
+                                      from_ckpt.reply_segment_tokens) == ("think_first", 20, 6)
+    defaults = Settings(thinking_mode="speak_first").mind_paced_for({})
+    assert defaults is not None and (defaults.reasoning_segment_tokens, defaults.reply_segment_tokens) == (80, 24)
+    server = Settings(thinking_mode="speak_first", reply_segment_tokens=9).mind_paced_for(ckpt)
+    assert server is not None and (server.mode, server.reasoning_segment_tokens, server.reply_segment_tokens) == (
+        "speak_first", 20, 9)
+    assert Settings(thinking_mode="speak_first").mind_paced_for(ckpt, mode="sequential") is None
+    request = Settings().mind_paced_for(ckpt, mode="speak_first", reasoning_segment_tokens=40)
+    assert request is not None and (request.mode, request.reasoning_segment_tokens) == ("speak_first", 40)
+    monkeypatch.setenv("STEPAUDIO_RT_THINKING_MODE", "speak_first")
+    assert Settings().thinking_mode == "speak_first"
+    flags = parse_args(["--thinking-mode", "think_first", "--reasoning-lag-policy", "speak", "--playback-lead-ms", "900"])
+    assert (flags.thinking_mode, flags.reasoning_lag_policy, flags.playback_lead_ms) == ("think_first", "speak", 900.0)
+    with pytest.raises(ValueError):
+        Settings(thinking_mode="sometimes")  # type: ignore[arg-type]

@@ -63,6 +63,8 @@ class BenchConfig:
     stagger_s: float = 0.5
     timeout_s: float = 60.0
     manual: bool = False
+    # Our server's think-while-speaking mode (session "stepaudio.thinking_mode"); None = the server default.
+    thinking_mode: str | None = None
     out_dir: Path = Path("bench-latency")
     wav_dir: Path | None = None
     bigbench_dir: Path | None = None
@@ -71,6 +73,8 @@ class BenchConfig:
     progress: bool = True
 
     def validate(self) -> None:
+        if self.thinking_mode not in (None, "sequential", "think_first", "speak_first"):
+            raise ValueError(f"thinking_mode must be sequential, think_first or speak_first, got {self.thinking_mode!r}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if not self.concurrency or any(c < 1 for c in self.concurrency):
@@ -142,8 +146,13 @@ async def _one_turn(cfg: BenchConfig, q: Question, level: int, worker: int, inde
     rec = TurnRecord(level, worker, index, q.id, round(q.seconds, 3), "error", started_s=round(time.perf_counter() - t0, 3))
     try:
         async with RealtimeClient(cfg.url, api_key=cfg.api_key, model=cfg.model, reasoning_events=False) as client:
+            update: dict[str, Any] = {}
             if cfg.manual:
-                await client.update_session({"audio": {"input": {"turn_detection": None}}})
+                update["audio"] = {"input": {"turn_detection": None}}
+            if cfg.thinking_mode is not None:
+                update["stepaudio"] = {"thinking_mode": cfg.thinking_mode}
+            if update:
+                await client.update_session(update)
             turn = await client.ask(
                 q.pcm,
                 chunk_ms=cfg.chunk_ms,
