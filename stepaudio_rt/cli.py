@@ -237,13 +237,16 @@ def eval_cmd(
     n: Annotated[int, typer.Option("-n", help="held-out samples")] = 400,
     seed: int = 0,
     data: Annotated[Path | None, typer.Option(help="a built data directory with eval.jsonl")] = None,
+    modes: Annotated[str, typer.Option(help="comma-separated: thinking, empty_think, think_first, speak_first")] = (
+        "thinking,empty_think,think_first,speak_first"
+    ),
 ) -> None:
-    """Accuracy per task on the held-out spoken tasks (thinking on and empty think block), through the
-    TorchEngine; prints and saves JSON + PNG."""
+    """Accuracy per task on the held-out spoken tasks, through the TorchEngine: thinking, the empty think
+    block, and think-while-speaking (think_first, speak_first); prints and saves JSON + PNG."""
     from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
     from stepaudio_rt.training.evaluate import evaluate_checkpoint
 
-    evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data)
+    evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, modes=modes.split(","))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -313,7 +313,7 @@ def test_miniature_pipeline_trains_resumes_exports_and_evaluates(tmp_path: Path)
         out, tmp_path / "eval", n=6, data_dir=work / "data", concurrency=3, progress=False
     )
     assert summary["n"] == 6
-    assert set(summary["accuracy"]) == {"thinking", "empty_think"}
+    assert set(summary["accuracy"]) == {"thinking", "empty_think", "think_first", "speak_first"}
     assert all(0.0 <= a <= 1.0 for accs in summary["accuracy"].values() for a in accs.values())
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["n"] == 6
     assert (tmp_path / "eval" / "eval_accuracy.png").stat().st_size > 1000
@@ -399,3 +399,26 @@ def test_committed_demo_checkpoint_answers_a_spoken_sum_from_an_unseen_voice() -
     for mode, reply in _ask_checkpoint("", _speak_held_out("what is 14 plus 29")).items():
         assert extract_number(reply) == 43, (mode, reply)
         assert check_answer("spoken_arithmetic", reply, "43"), (mode, reply)
+
+
+@needs_checkpoint
+@needs_espeak
+def test_committed_demo_checkpoint_answers_while_thinking() -> None:
+    """think_first and speak_first (rounds in lockstep with the reasoning, the checkpoint's segment
+    sizes) give the same held-out sum right, through the serving code's MindPacedGeneration."""
+    from stepaudio_rt.model.torch_engine import TorchEngine
+    from stepaudio_rt.training.data.tasks import check_answer
+    from stepaudio_rt.training.evaluate import MIND_PACED_MODES, answer_sample
+
+    async def run() -> dict[str, str]:
+        engine = TorchEngine.from_pretrained(DEFAULT_OUT_DIR, progress=False)
+        try:
+            return await answer_sample(engine, "", _speak_held_out("what is 14 plus 29"), modes={},
+                                       mind_paced_modes=MIND_PACED_MODES)
+        finally:
+            await engine.aclose()
+
+    replies = asyncio.run(run())
+    assert set(replies) == set(MIND_PACED_MODES)
+    for mode, reply in replies.items():
+        assert "</think>" in reply and check_answer("spoken_arithmetic", reply, "43"), (mode, reply)

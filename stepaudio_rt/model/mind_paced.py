@@ -56,6 +56,10 @@ class MindPacedConfig:
     reasoning_segment_tokens: int = DEFAULT_REASONING_SEGMENT_TOKENS
     reply_segment_tokens: int = DEFAULT_REPLY_SEGMENT_TOKENS
     lag_policy: LagPolicy = "wait"  # when the listener needs more reply but no new segment exists
+    # Round n sees exactly the next segment (n segments in think_first, n - 1 in speak_first) instead of
+    # the latest one: reproducible under greedy decoding whatever the timing, for evaluation. It models a
+    # listener that needs the next round exactly when the next segment is written.
+    lockstep: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("think_first", "speak_first"):
@@ -312,10 +316,13 @@ class MindPacedGeneration:
                 if final:
                     reasoning, n_reasoning = self.reasoning_text, self.reasoning_tokens
                 elif self._segments and not speak_first_opening:
-                    n_reasoning, reasoning = self._segments[-1]
+                    n_reasoning, reasoning = self._segments[min(seen, len(self._segments) - 1) if cfg.lockstep else -1]
                 else:
                     reasoning, n_reasoning = "", 0
-                seen = len(self._segments)
+                if cfg.lockstep:
+                    seen = seen if speak_first_opening else min(seen + 1, len(self._segments))
+                else:
+                    seen = len(self._segments)
                 record = await self._round(index, final, reasoning, n_reasoning)
                 record.waited_playback_s, record.waited_reasoning_s = waited_playback, waited_reasoning
                 stopped = stopped or record.stopped

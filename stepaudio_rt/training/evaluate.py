@@ -5,8 +5,10 @@ Every held-out sample (unseen voices, operand pairs and sentences; see ``trainin
 system prompt, user text, the audio cut at pauses into chunks of at most the checkpoint's
 ``audio_chunk_seconds`` (``split_at_pauses``), each appended (encoded) alone, ``<|EOT|>``. The context is
 then forked and decoded greedily twice: with thinking enabled (``<|BOT|>assistant\\n<think>\\n``, the
-model chooses whether to reason) and with the paper's empty think block (``NO_THINK_PREFIX``). Replies
-are scored by the data set's verifier ``check_answer``.
+model chooses whether to reason) and with the paper's empty think block (``NO_THINK_PREFIX``), and with
+think-while-speaking in ``think_first`` and ``speak_first`` (the serving code's ``MindPacedGeneration``,
+rounds in lockstep with the reasoning segments). Replies are scored by the data set's verifier
+``check_answer``.
 
 Reported: accuracy per task and mode, the self-cognition error rate (replies to "can you hear
 this?"-style prompts that are wrong, and, over every reply, the share that claims it cannot hear), and
@@ -21,25 +23,63 @@ import re
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from stepaudio_rt.model.audio_frontend import split_at_pauses
-from stepaudio_rt.model.engine import Engine, SamplingParams, checkpoint_listen_chunk_seconds
+from stepaudio_rt.model.engine import Context, Engine, SamplingParams, checkpoint_listen_chunk_seconds
+from stepaudio_rt.model.mind_paced import (
+    DEFAULT_REASONING_SEGMENT_TOKENS,
+    DEFAULT_REPLY_SEGMENT_TOKENS,
+    MindPacedConfig,
+    MindPacedGeneration,
+    checkpoint_thinking_defaults,
+)
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
+from stepaudio_rt.model.tokenizer import THINK_CLOSE
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT
 from stepaudio_rt.training.plots import plot_task_accuracy
 from stepaudio_rt.training.sft import prompt_segments
 
 MODES: dict[str, str] = {"thinking": GENERATION_PREFIX, "empty_think": NO_THINK_PREFIX}
+# Think-while-speaking modes (Mind-Paced Speaking), decoded by the serving code's MindPacedGeneration.
+MIND_PACED_MODES = ("think_first", "speak_first")
+ALL_MODES = (*MODES, *MIND_PACED_MODES)
 # A reply that denies hearing: the self-cognition failure the paper filters out.
 CANNOT_HEAR = re.compile(
     r"\b(can ?not|can't|unable to|not able to|don't|do not)\s+(hear|listen|process audio)|"
     r"\b(only|text[- ]based)\s+(text|model|assistant)|\bno audio\b",
     re.IGNORECASE,
 )
+
+
+async def mind_paced_reply(engine: Engine, ctx: Context, mode: str, max_tokens: int) -> str:
+    """Greedy think-while-speaking reply for the prefix ``ctx`` (not consumed), as raw text
+    ``reasoning\n</think>\nreply``. Segment sizes are the checkpoint's (generation_config), else the
+    server's defaults; rounds run in lockstep with the reasoning segments (round n sees the first n
+    segments, n - 1 in speak_first), so the figure is reproducible and pessimistic: a live listener
+    usually lets the reasoning run further ahead."""
+    base = engine.fork(ctx)
+    try:
+        await engine.append_text(base, GENERATION_PREFIX)
+        await engine.flush(base)
+        declared = checkpoint_thinking_defaults(engine.generation_config)
+        config = MindPacedConfig(
+            mode,  # type: ignore[arg-type]
+            int(declared.get("reasoning_segment_tokens", DEFAULT_REASONING_SEGMENT_TOKENS)),  # type: ignore[arg-type]
+            int(declared.get("reply_segment_tokens", DEFAULT_REPLY_SEGMENT_TOKENS)),  # type: ignore[arg-type]
+            lockstep=True,
+        )
+        sampling = SamplingParams(temperature=0.0, stop_token_ids=tuple(engine.tokenizer.stop_token_ids))
+        gen = MindPacedGeneration(engine, base, config, sampling, think_budget=max_tokens, max_reply_tokens=max_tokens)
+        async for _ in gen.events():
+            pass
+        return f"{gen.reasoning_text}\n{THINK_CLOSE}\n{gen.reply_text}"
+    finally:
+        engine.release(base)
 
 
 async def answer_sample(
@@ -50,8 +90,10 @@ async def answer_sample(
     max_tokens: int = 96,
     system_prompt: str = DEMO_SYSTEM_PROMPT,
     chunk_seconds: float | None = None,
+    mind_paced_modes: Sequence[str] = (),
 ) -> dict[str, str]:
-    """Greedy replies (raw generated text, think block included) for one user turn, per mode.
+    """Greedy replies (raw generated text, think block included) for one user turn, per mode: each of
+    ``modes`` (generation prefix -> one decode stream) and each of ``mind_paced_modes``.
 
     The audio is cut as the server cuts it: at pauses, into chunks of at most ``chunk_seconds``, by
     default the checkpoint's own ``audio_chunk_seconds`` (what it was trained with)."""
@@ -77,6 +119,9 @@ async def answer_sample(
                 temperature=0.0, max_tokens=max_tokens, starts_in_think=prefix == GENERATION_PREFIX
             )
             out[mode] = "".join([d.text async for d in engine.generate(child, params)])
+            engine.release(child)  # free its KV slot now: a think-while-speaking mode needs three
+        for mode in mind_paced_modes:
+            out[mode] = await mind_paced_reply(engine, ctx, mode, max_tokens)
         return out
     finally:
         for c in forks:
@@ -113,7 +158,7 @@ def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
 
 
 async def _evaluate(
-    engine: Engine, samples: list, concurrency: int, max_tokens: int, progress: bool
+    engine: Engine, samples: list, concurrency: int, max_tokens: int, progress: bool, modes: Sequence[str] = ALL_MODES
 ) -> list[dict]:
     from stepaudio_rt.training.data.tasks import check_answer
 
@@ -122,7 +167,10 @@ async def _evaluate(
 
     async def one(i: int, s: Any) -> dict[str, Any]:
         async with sem:
-            replies = await answer_sample(engine, s.user_text, s.audio, max_tokens=max_tokens)
+            replies = await answer_sample(
+                engine, s.user_text, s.audio, modes={m: MODES[m] for m in modes if m in MODES},
+                max_tokens=max_tokens, mind_paced_modes=[m for m in modes if m in MIND_PACED_MODES],
+            )
         bar.update(1)
         return {
             "index": i,
@@ -148,6 +196,7 @@ def evaluate_checkpoint(
     max_tokens: int = 96,
     data_dir: str | Path | None = None,
     progress: bool = True,
+    modes: Sequence[str] = ALL_MODES,
 ) -> dict[str, Any]:
     """Evaluate the checkpoint at ``path`` on ``n`` held-out samples; writes ``eval.json``,
     ``eval_samples.jsonl`` and ``eval_accuracy.png`` to ``out_dir`` and returns the summary.
@@ -159,6 +208,9 @@ def evaluate_checkpoint(
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    unknown = [m for m in modes if m not in ALL_MODES]
+    if unknown or not modes:
+        raise ValueError(f"unknown eval modes {unknown}; choose from {', '.join(ALL_MODES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -168,17 +220,18 @@ def evaluate_checkpoint(
         with tempfile.TemporaryDirectory() as tmp:
             build_dataset(0, n, Path(tmp), seed=seed, workers=2)
             samples = load_split(Path(tmp) / "eval.jsonl")
+    # Per sample in flight: its prefix plus at most three forks (think-while-speaking's base, reasoning
+    # and articulation streams).
     engine = TorchEngine.from_pretrained(path, max_contexts=4 * concurrency + 4, progress=progress)
 
     async def run() -> list[dict]:
         try:
-            return await _evaluate(engine, samples, concurrency, max_tokens, progress)
+            return await _evaluate(engine, samples, concurrency, max_tokens, progress, modes)
         finally:
             await engine.aclose()
 
     rows = asyncio.run(run())
-    modes = list(MODES)
-    summary = _summarise(rows, modes)
+    summary = _summarise(rows, list(modes))
     summary.update(checkpoint=str(path), seed=seed, seconds=round(time.perf_counter() - t0, 1))
     (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     with (out / "eval_samples.jsonl").open("w") as f:
@@ -223,8 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-n", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--modes", default=",".join(ALL_MODES), help="comma-separated: " + ", ".join(ALL_MODES))
     a = ap.parse_args(argv)
-    evaluate_checkpoint(a.model, a.out, n=a.n, seed=a.seed, data_dir=a.data)
+    evaluate_checkpoint(a.model, a.out, n=a.n, seed=a.seed, data_dir=a.data, modes=a.modes.split(","))
 
 
 if __name__ == "__main__":
