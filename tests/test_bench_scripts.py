@@ -50,3 +50,16 @@ async def test_mps_bench_runs_every_mode_and_length(endless_checkpoint) -> None:
     assert r["first_audio_is"] == "first reply text (no TTS)"
     assert r["round_overhead"]["rounds"] >= 2 and r["round_overhead"]["decode_step_ms"] > 0
     assert r["streams"]["one_stream_tok_s"] > 0 and r["streams"]["per_stream_two_active_tok_s"] > 0
+
+
+async def test_mps_bench_full_shapes_path_runs_with_tiny_shapes_on_cpu() -> None:
+    import torch
+
+    from stepaudio_rt.streaming.bench_mps import build_random_engine, stream_throughput
+
+    engine = build_random_engine(tiny_config(), device="cpu", dtype=torch.float32)
+    try:
+        r = await stream_throughput(engine, tokens=8)
+    finally:
+        await engine.aclose()
+    assert r["one_stream_tok_s"] > 0 and r["per_stream_two_active_tok_s"] > 0

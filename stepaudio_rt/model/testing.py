@@ -107,7 +107,7 @@ def make_reasoning_endless(model: StepAudio2ForCausalLM, tokenizer: StepAudioTok
             words = [i for i in range(len(tokenizer)) if _is_word(tokenizer.decode([i]))]
             head[torch.tensor(words, device=head.device), 0] = 0.25
             for mark in (",", "."):
-                head[tokenizer.encode(mark)[0], 0] = 0.4
+                head[tokenizer.encode(mark)[0], 0] = 0.5
 
 
 def _is_word(piece: str) -> bool:

@@ -202,20 +202,28 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def build_random_engine(config: Any = None, device: str = "cuda", dtype: Any = None) -> Engine:
+    """An engine over random weights at ``config``'s shapes (default: Step-Audio-R1's 33B, bf16) whose
+    reasoning never ends by itself; the tokenizer is a small BPE (the shapes, not the text, matter)."""
+    import torch
+
+    from stepaudio_rt.model.bench_gpu import build_random_model
+    from stepaudio_rt.model.config import STEP_AUDIO_R1_CONFIG, StepAudio2Config
+    from stepaudio_rt.model.testing import make_reasoning_endless, tiny_tokenizer
+    from stepaudio_rt.model.torch_engine import TorchEngine
+
+    config = config or StepAudio2Config.from_dict(STEP_AUDIO_R1_CONFIG)
+    model = build_random_model(config, device, dtype or torch.bfloat16)
+    tokenizer = tiny_tokenizer(512)
+    make_reasoning_endless(model, tokenizer)
+    return TorchEngine(model, tokenizer, max_contexts=8, max_context_tokens=2048)  # type: ignore[arg-type]
+
+
 def _build_engine(args: argparse.Namespace, tmp: Path) -> tuple[Engine, str]:
     from stepaudio_rt.model.torch_engine import TorchEngine
 
     if args.full_shapes:
-        import torch
-
-        from stepaudio_rt.model.bench_gpu import build_random_model
-        from stepaudio_rt.model.config import STEP_AUDIO_R1_CONFIG, StepAudio2Config
-        from stepaudio_rt.model.testing import make_reasoning_endless, tiny_tokenizer
-
-        model = build_random_model(StepAudio2Config.from_dict(STEP_AUDIO_R1_CONFIG), args.device, torch.bfloat16)
-        tokenizer = tiny_tokenizer(512)
-        make_reasoning_endless(model, tokenizer)
-        return TorchEngine(model, tokenizer, max_contexts=8, max_context_tokens=2048), "Step-Audio-R1 shapes (random bf16)"
+        return build_random_engine(device=args.device), "Step-Audio-R1 shapes (random bf16)"
     from stepaudio_rt.model.testing import build_endless_reasoning_checkpoint
     from stepaudio_rt.settings import DEMO_CHECKPOINT
 

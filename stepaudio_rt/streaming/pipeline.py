@@ -25,6 +25,7 @@ from stepaudio_rt.model.mind_paced import MindPacedConfig, RoundRecord
 from stepaudio_rt.model.tokenizer import SPECIAL_TOKENS, THINK_CLOSE, THINK_OPEN
 from stepaudio_rt.streaming.codecs import float_to_int16
 from stepaudio_rt.streaming.conversation import Conversation, Turn
+from stepaudio_rt.streaming.phrases import PhraseChunker
 from stepaudio_rt.streaming.resample import StreamResampler
 from stepaudio_rt.streaming.tts import TTSBackend
 
@@ -259,8 +260,9 @@ class Speaker:
 class RunBase(abc.ABC):
     """One response: iterate :meth:`events` to drive it; :meth:`cancel` stops generation and TTS at once.
 
-    Subclasses build their engine contexts in :meth:`_prepare`, return the coroutines that produce events
-    in :meth:`_producers`, and free what they hold in :meth:`_cleanup`.
+    Subclasses name the generation prefix their context ends in (:meth:`_generation_prefix`) and return
+    the coroutines that produce events (:meth:`_producers`); both feed generated text through
+    :meth:`_reasoning_text` and :meth:`_reply_text`.
     """
 
     mode = "sequential"
@@ -283,6 +285,8 @@ class RunBase(abc.ABC):
         self._reasoning: list[str] = []
         self._reply: list[str] = []
         self._finish: FinishReason = "stop"
+        self._ctx: Context | None = None  # conversation + generation prefix, prefilled by _prepare
+        self._reply_started = False
         self.speaker: Speaker | None = (
             Speaker(self, tts, options.out_rate, options.chunk_ms) if options.audio and tts is not None else None
         )
@@ -308,16 +312,55 @@ class RunBase(abc.ABC):
         self._queue.put_nowait(event)
 
     @abc.abstractmethod
-    async def _prepare(self) -> None:
-        """Build the engine contexts (prefill); sets ``usage.input_tokens`` and ``input_audio_tokens``."""
+    def _generation_prefix(self) -> str:
+        """What the run's context ends in (e.g. ``<|BOT|>assistant\n<think>\n``)."""
 
     @abc.abstractmethod
     def _producers(self) -> list[Coroutine[Any, Any, None]]:
         """The coroutines that generate; each must ``speaker.close()`` (when speaking) when it ends."""
 
-    @abc.abstractmethod
+    async def _prepare(self) -> None:
+        self._ctx = await build_response_context(self.engine, self.conversation, self.options, self._generation_prefix())
+        # After an await: an engine may fill a fork's token list asynchronously.
+        self.usage.input_tokens = len(self._ctx)
+        self.usage.input_audio_tokens = self._ctx.audio_tokens
+
     def _cleanup(self) -> None:
-        """Release every engine context this run holds. Idempotent."""
+        if self._ctx is not None:
+            self.engine.release(self._ctx)
+
+    def _reasoning_text(self, text: str) -> None:
+        clean = SCRUB.sub("", text)
+        if clean:
+            self._reasoning.append(clean)
+            if self.options.emit_reasoning:
+                self.emit(ReasoningDelta(clean))
+
+    def _on_reply_start(self) -> None:  # noqa: B027 - optional hook
+        """Called just before the reply's first text goes out."""
+
+    def _reply_text(self, text: str, chunker: PhraseChunker) -> None:
+        """Reply text to the client (text) or to the phrase chunker (speech)."""
+        clean = SCRUB.sub("", text)
+        if not self._reply_started:
+            clean = clean.lstrip()
+            if clean:
+                self._reply_started = True
+                self.timings.first_reply_token_s = self.now()
+                self._on_reply_start()
+        if clean:
+            self._reply.append(clean)
+            if self.speaker is None:
+                self.emit(TextDelta(clean))
+            else:
+                for phrase in chunker.push(clean):
+                    self.speaker.say(phrase)
+
+    def _end_reply(self, chunker: PhraseChunker) -> None:
+        """Speak what the chunker still holds (unless cancelled)."""
+        if self.speaker is not None and not self._cancelled:
+            for phrase in chunker.flush():
+                self.speaker.say(phrase)
 
     async def events(self) -> AsyncIterator[PipelineEvent]:
         """Run the response; the last event is always :class:`ResponseFinished`."""

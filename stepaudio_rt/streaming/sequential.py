@@ -12,38 +12,23 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any
 
-from stepaudio_rt.model.engine import Context, SamplingParams
+from stepaudio_rt.model.engine import SamplingParams
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
 from stepaudio_rt.streaming.phrases import PhraseChunker
-from stepaudio_rt.streaming.pipeline import (
-    SCRUB,
-    ReasoningDelta,
-    ReasoningDone,
-    RunBase,
-    TextDelta,
-    build_response_context,
-)
+from stepaudio_rt.streaming.pipeline import ReasoningDone, RunBase
 
 
 class SequentialRun(RunBase):
     mode = "sequential"
 
-    _ctx: Context | None = None
-
-    async def _prepare(self) -> None:
-        opts = self.options
-        prefix = GENERATION_PREFIX if opts.think_budget > 0 else NO_THINK_PREFIX
-        self._ctx = await build_response_context(self.engine, self.conversation, opts, prefix)
-        # After an await: an engine may fill a fork's token list asynchronously.
-        self.usage.input_tokens = len(self._ctx)
-        self.usage.input_audio_tokens = self._ctx.audio_tokens
+    def _generation_prefix(self) -> str:
+        return GENERATION_PREFIX if self.options.think_budget > 0 else NO_THINK_PREFIX
 
     def _producers(self) -> list[Coroutine[Any, Any, None]]:
         return [self._generate()]
 
-    def _cleanup(self) -> None:
-        if self._ctx is not None:
-            self.engine.release(self._ctx)
+    def _on_reply_start(self) -> None:
+        self.emit(ReasoningDone("".join(self._reasoning).strip()))  # the reasoning is over
 
     async def _generate(self) -> None:
         opts = self.options
@@ -58,7 +43,6 @@ class SequentialRun(RunBase):
             starts_in_think=opts.think_budget > 0,
         )
         chunker = PhraseChunker()
-        reply_started = False
         try:
             async for delta in self.engine.generate(self._ctx, params, self._cancel):
                 if self.timings.first_token_s is None:
@@ -69,33 +53,14 @@ class SequentialRun(RunBase):
                 text = "" if delta.token_id in params.stop_token_ids else delta.text
                 if delta.in_think:
                     self.usage.reasoning_tokens += counted
-                    clean = SCRUB.sub("", text)
-                    if clean:
-                        self._reasoning.append(clean)
-                        if opts.emit_reasoning:
-                            self.emit(ReasoningDelta(clean))
+                    self._reasoning_text(text)
                 else:
-                    clean = SCRUB.sub("", text)
-                    if not reply_started:
-                        clean = clean.lstrip()
-                        if clean:
-                            reply_started = True
-                            self.timings.first_reply_token_s = self.now()
-                            self.emit(ReasoningDone("".join(self._reasoning).strip()))
-                    if clean:
-                        self._reply.append(clean)
-                        if self.speaker is None:
-                            self.emit(TextDelta(clean))
-                        else:
-                            for phrase in chunker.push(clean):
-                                self.speaker.say(phrase)
+                    self._reply_text(text, chunker)
                 if delta.finish_reason is not None:
                     self._finish = delta.finish_reason
-            if not reply_started and self._reasoning:
+            if not self._reply_started and self._reasoning:
                 self.emit(ReasoningDone("".join(self._reasoning).strip()))
-            if self.speaker is not None and not self._cancelled:
-                for phrase in chunker.flush():
-                    self.speaker.say(phrase)
+            self._end_reply(chunker)
         finally:
             self.timings.think_tokens = self.usage.reasoning_tokens
             self.timings.output_tokens = self.usage.output_tokens

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from stepaudio_rt.model.engine import Context, SamplingParams
+from stepaudio_rt.model.engine import SamplingParams
 from stepaudio_rt.model.mind_paced import (
     MindPacedConfig,
     MindPacedGeneration,
@@ -33,15 +33,7 @@ from stepaudio_rt.model.mind_paced import (
 )
 from stepaudio_rt.model.prompt import GENERATION_PREFIX
 from stepaudio_rt.streaming.phrases import PhraseChunker
-from stepaudio_rt.streaming.pipeline import (
-    SCRUB,
-    ReasoningDelta,
-    ReasoningDone,
-    RunBase,
-    Speaker,
-    TextDelta,
-    build_response_context,
-)
+from stepaudio_rt.streaming.pipeline import ReasoningDone, RunBase, Speaker
 
 
 class PlaybackGate(ReleaseGate):
@@ -74,13 +66,10 @@ class ThinkWhileSpeakingRun(RunBase):
         self.config: MindPacedConfig = config
         self.mode = config.mode
         self.timings.mode = config.mode
-        self._base: Context | None = None
         self._generation: MindPacedGeneration | None = None
 
-    async def _prepare(self) -> None:
-        self._base = await build_response_context(self.engine, self.conversation, self.options, GENERATION_PREFIX)
-        self.usage.input_tokens = len(self._base)
-        self.usage.input_audio_tokens = self._base.audio_tokens
+    def _generation_prefix(self) -> str:
+        return GENERATION_PREFIX  # the base both streams fork: conversation + generation prefix
 
     def _producers(self) -> list[Coroutine[Any, Any, None]]:
         return [self._drive()]
@@ -88,10 +77,6 @@ class ThinkWhileSpeakingRun(RunBase):
     def _on_cancel(self) -> None:
         if self._generation is not None:
             self._generation.cancel()
-
-    def _cleanup(self) -> None:
-        if self._base is not None:
-            self.engine.release(self._base)
 
     def _listener_waiting(self, final_round: bool) -> bool:
         """A non-final round ended and the listener has nothing left to hear: speak its words now."""
@@ -105,7 +90,7 @@ class ThinkWhileSpeakingRun(RunBase):
 
     async def _drive(self) -> None:
         opts = self.options
-        assert self._base is not None
+        assert self._ctx is not None
         sampling = SamplingParams(
             temperature=opts.temperature,
             top_p=opts.top_p,
@@ -115,7 +100,7 @@ class ThinkWhileSpeakingRun(RunBase):
         gate = PlaybackGate(self.speaker, opts.playback_lead_ms) if self.speaker is not None else None
         gen = MindPacedGeneration(
             self.engine,
-            self._base,
+            self._ctx,
             self.config,
             sampling,
             # The think budget (reasoning.effort) caps the reasoning stream; max_output_tokens the reply.
@@ -127,35 +112,19 @@ class ThinkWhileSpeakingRun(RunBase):
         if self._cancelled:
             gen.cancel()
         chunker = PhraseChunker()
-        reply_started = reasoning_done = False
+        reasoning_done = False
         try:
             async for ev in gen.events():
                 if self.timings.first_token_s is None and isinstance(ev, ReasoningText | ReplyText):
                     self.timings.first_token_s = self.now()
                 if isinstance(ev, ReasoningText):
-                    clean = SCRUB.sub("", ev.text)
-                    if clean:
-                        self._reasoning.append(clean)
-                        if opts.emit_reasoning:
-                            self.emit(ReasoningDelta(clean))
+                    self._reasoning_text(ev.text)
                 elif isinstance(ev, ReasoningEnded):
                     reasoning_done = True
                     self.timings.reasoning_end_s = self.now()
                     self.emit(ReasoningDone("".join(self._reasoning).strip()))
                 elif isinstance(ev, ReplyText):
-                    clean = SCRUB.sub("", ev.text)
-                    if not reply_started:
-                        clean = clean.lstrip()
-                        if clean:
-                            reply_started = True
-                            self.timings.first_reply_token_s = self.now()
-                    if clean:
-                        self._reply.append(clean)
-                        if self.speaker is None:
-                            self.emit(TextDelta(clean))
-                        else:
-                            for phrase in chunker.push(clean):
-                                self.speaker.say(phrase)
+                    self._reply_text(ev.text, chunker)
                 elif isinstance(ev, RoundStarted):
                     self.usage.input_tokens += ev.record.prompt_tokens  # re-prefilled: counted as input
                 elif isinstance(ev, RoundEnded) and self._listener_waiting(ev.record.final):
@@ -164,9 +133,7 @@ class ThinkWhileSpeakingRun(RunBase):
             self._finish = gen.finish_reason
             if not reasoning_done and self._reasoning:  # the reply ended first: reasoning was cut short
                 self.emit(ReasoningDone("".join(self._reasoning).strip()))
-            if self.speaker is not None and not self._cancelled:
-                for phrase in chunker.flush():
-                    self.speaker.say(phrase)
+            self._end_reply(chunker)
         finally:
             self.usage.reasoning_tokens = gen.reasoning_tokens
             self.usage.output_tokens = gen.reasoning_tokens + gen.reply_tokens
