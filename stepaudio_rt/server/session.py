@@ -85,6 +85,7 @@ class RealtimeSession:
         # its worker thread, so a verdict never ends a turn halfway through an append.
         self.turn_lock = asyncio.Lock()
         self.eot_task: asyncio.Task[None] | None = None  # semantic_vad: the pause being scored
+        self.transcriptions: set[asyncio.Task[None]] = set()  # input transcriptions in flight
         self.response: ActiveResponse | None = None
         self.produced_audio = False
         self.closed = False
@@ -157,6 +158,8 @@ class RealtimeSession:
         """Stop generation and TTS and free every engine context (client gone or server shutting down)."""
         self.closed = True
         await cancel_task(self.eot_task)
+        for task in list(self.transcriptions):
+            await cancel_task(task)
         if self.response is not None:
             await self.response.cancel_and_wait("client_cancelled")
         await self.scheduler.aclose()

@@ -20,6 +20,7 @@ from stepaudio_rt.server import protocol as p
 from stepaudio_rt.server.handlers.response import start_response
 from stepaudio_rt.server.input_audio import SAMPLE_RATE, InputBufferFull
 from stepaudio_rt.server.session import RealtimeSession, cancel_task
+from stepaudio_rt.server.transcription import start_transcription, turn_audio
 from stepaudio_rt.streaming.codecs import AudioDecodeError, decode_audio_bytes
 from stepaudio_rt.streaming.smart_turn import WINDOW_SAMPLES
 from stepaudio_rt.streaming.vad import IdleTimeout, PauseDetected, SpeechStarted, SpeechStopped, TurnDetector
@@ -157,8 +158,10 @@ async def commit_turn(s: RealtimeSession, item_id: str, event_id: str | None) ->
     s.send(p.InputAudioBufferCommittedEvent(previous_item_id=previous, item_id=item_id))
     s.send(p.ConversationItemAddedEvent(previous_item_id=previous, item=item))
     s.send(p.ConversationItemDoneEvent(previous_item_id=previous, item=item))
-    await s.scheduler.commit_listening(s.previous_in_conversation(item_id))
-    return time.perf_counter() - t0
+    committed = await s.scheduler.commit_listening(s.previous_in_conversation(item_id))
+    finalize_s = time.perf_counter() - t0
+    start_transcription(s, item_id, turn_audio(committed.turn))
+    return finalize_s
 
 
 async def buffer_commit(s: RealtimeSession, event: p.InputAudioBufferCommitEvent) -> None:
