@@ -170,8 +170,8 @@ def bench_latency_cmd(
 @bench_app.command("turns")
 def bench_turns_cmd(
     url: Annotated[str, typer.Option(help="server speaking the Realtime protocol")] = "http://127.0.0.1:8000",
-    latency_turns: Annotated[int, typer.Option(help="complete questions per VAD mode")] = 16,
-    paused_turns: Annotated[int, typer.Option(help="questions with a mid-sentence pause per VAD mode")] = 24,
+    latency_turns: Annotated[int, typer.Option(help="complete questions per variant")] = 24,
+    paused_turns: Annotated[int, typer.Option(help="questions with a mid-sentence pause per VAD mode and set")] = 24,
     out: Annotated[Path, typer.Option(help="folder for turns.json")] = Path("bench-turns"),
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY")] = None,
     model: str = "step-audio-r1",
@@ -190,7 +190,8 @@ def bench_turns_cmd(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     table = Table(title="turn taking (ms), concurrency 1")
-    for col in ("mode", "n", "first audio p50", "p90", "end of turn p50", "premature cuts", "errors"):
+    for col in ("mode", "n", "first audio p50", "p90", "end of turn p50", "cut: silent pause", "cut: um + pause",
+                "errors"):
         table.add_column(col)
     for row in summary_rows(doc["summary"]):
         table.add_row(*row)
