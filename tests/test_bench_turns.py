@@ -23,8 +23,8 @@ def test_pause_is_inserted_inside_the_sentence_at_a_word_boundary() -> None:
     assert q.label == "What is forty six ... plus thirty seven?"
     audio = _samples(q.pcm)
     start = int(q.pause_start_s * 24000)
-    gap = audio[start : start + 12000]
-    assert np.abs(gap).max() == 0.0  # exactly 500 ms of digital silence ...
+    gap = audio[start + 240 : start + 12000 - 240]  # 10 ms margins: the 22.05 -> 24 kHz resampler rings
+    assert np.abs(gap).max() < 1e-3  # 500 ms of silence ...
     assert np.abs(audio[:start]).max() > 0.05 and np.abs(audio[start + 12000 :]).max() > 0.05  # ... between words
     assert 0.3 < start / len(audio) < 0.8
     whole = _samples(speak_piper("What is forty six plus thirty seven?"))

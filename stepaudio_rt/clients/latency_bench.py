@@ -243,7 +243,9 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         "config": {
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "api_key"},
             "realtime_pace": cfg.speed == 1.0,
-            "turn_detection": "manual (commit + response.create)" if cfg.manual else cfg.vad,
+            "turn_detection": "manual (commit + response.create)" if cfg.manual else (
+                "server VAD" if cfg.vad == "server_vad" else cfg.vad
+            ),
         },
         "questions": [{"id": q.id, "text": q.text, "speech_s": round(q.seconds, 3)} for q in questions],
         "host": {"python": platform.python_version(), "machine": platform.machine(), "system": platform.system()},
