@@ -16,6 +16,8 @@ import asyncio
 import logging
 import time
 
+import numpy as np
+
 from stepaudio_rt.server import protocol as p
 from stepaudio_rt.server.handlers.response import start_response
 from stepaudio_rt.server.input_audio import SAMPLE_RATE, InputBufferFull
@@ -100,12 +102,12 @@ async def _score_pause(s: RealtimeSession, item_id: str, ev: PauseDetected) -> N
 
 
 async def _end_if_complete(
-    s: RealtimeSession, item_id: str, pause: int, audio: object, detector: TurnDetector
+    s: RealtimeSession, item_id: str, pause: int, audio: np.ndarray, detector: TurnDetector
 ) -> None:
     t0 = time.perf_counter()
     hist = s.server.metrics.end_of_turn
     try:
-        probability = await s.server.smart_turn().score(audio)  # type: ignore[arg-type]
+        probability = await s.server.smart_turn().score(audio)
     except Exception:  # the model failed: the maximum silence still ends the turn
         log.exception("end-of-turn scoring failed")
         hist.labels(verdict="error").observe(time.perf_counter() - t0)
@@ -118,9 +120,16 @@ async def _end_if_complete(
             return
         ev = detector.end_turn(pause)
         hist.labels(verdict="stale" if ev is None else "complete").observe(time.perf_counter() - t0)
-        if ev is not None:
-            s.eot_task = None  # this task is finishing the turn; a later pause must not cancel it
+        if ev is None:
+            return
+        s.eot_task = None  # this task is finishing the turn; a later pause must not cancel it
+        try:  # as the reader loop would: a failure becomes an error event, the session lives on
             await _speech_stopped(s, ev)
+        except p.ProtocolError as exc:
+            s.error(exc)
+        except Exception as exc:
+            log.exception("ending the turn failed")
+            s.error(p.ProtocolError("server_error", f"Internal error: {exc}", type="server_error"))
 
 
 async def _speech_started(s: RealtimeSession, ev: SpeechStarted) -> None:
