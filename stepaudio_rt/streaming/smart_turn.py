@@ -76,7 +76,7 @@ def locate_model(path: str | Path | None = None) -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise SmartTurnUnavailableError(
             f"semantic_vad needs the Smart Turn v3.2 model, which ships in the {_DISTRIBUTION} wheel: "
-            f"pip install '{_DISTRIBUTION}>=1.0', or pass --smart-turn-model PATH/{MODEL_FILE}"
+            f"pip install '{_DISTRIBUTION}>=1.14', or pass --smart-turn-model PATH/{MODEL_FILE}"
         ) from None
     for f in files:
         if f.name == MODEL_FILE:
@@ -84,7 +84,7 @@ def locate_model(path: str | Path | None = None) -> Path:
             if located.is_file():
                 return located
     raise SmartTurnUnavailableError(
-        f"the installed {_DISTRIBUTION} has no {MODEL_FILE} (older than 1.0?): upgrade it, "
+        f"the installed {_DISTRIBUTION} has no {MODEL_FILE} (older than 1.14?): upgrade it, "
         f"or pass --smart-turn-model PATH/{MODEL_FILE}"
     )
 
