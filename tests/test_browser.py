@@ -71,6 +71,9 @@ def test_page_speaks_and_shows_the_reply(
         assert page.title().startswith("stepaudio-rt")
         page.click("#start")
         page.wait_for_function("Number(document.body.dataset.responses || 0) >= 1", timeout=60_000)
+        # The user's words: the page asks for input transcription and shows it on the user's line.
+        page.wait_for_function("Number(document.body.dataset.transcripts || 0) >= 1", timeout=60_000)
+        user_said = page.inner_text("#transcript .user .text")
         transcript = page.inner_text("#transcript")
         assistant = page.inner_text("#transcript .assistant .text")
         reply_ms = int(page.evaluate("document.body.dataset.replyAudioMs || '0'"))
@@ -82,6 +85,8 @@ def test_page_speaks_and_shows_the_reply(
         browser.close()
     assert not errors, errors
     assert "You" in transcript and assistant.strip(), transcript
+    heard = {w.strip(".,?!").lower() for w in user_said.split()}
+    assert heard & {"two", "2"} and heard & {"three", "3"}, user_said
     assert reply_ms > 100, "the page received no reply audio"
     assert latency.endswith("after end of speech") and int(latency.split()[0]) > 0
     assert not status_is_error

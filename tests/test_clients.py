@@ -144,6 +144,9 @@ def test_talk_prints_reply_and_latency_and_saves_wav(live_server: LiveServer, tm
     assert result.exit_code == 0, result.output
     assert "reasoning:" in result.output and "reply:" in result.output
     assert "first-packet latency" in result.output and "speech_stopped" in result.output
+    # talk asks for semantic_vad and transcription by default and prints what the server heard.
+    said = result.output.split("you said:", 1)[1].strip().splitlines()[0].lower()
+    assert ("two" in said or "2" in said) and ("three" in said or "3" in said), result.output
     info = sf.info(out)
     assert info.samplerate == 24000 and info.channels == 1 and info.frames > 2400
 

@@ -7,7 +7,7 @@ import pytest
 from audio_fixtures import pad, resample, silence, speak_espeak
 
 from stepaudio_rt.streaming.vad import (
-    EAGERNESS_SILENCE_MS,
+    SEMANTIC_MAX_SILENCE_MS,
     IdleTimeout,
     SpeechStarted,
     SpeechStopped,
@@ -136,7 +136,7 @@ def test_reset_restarts_the_clock() -> None:
 
 def test_semantic_vad_eagerness_changes_end_of_turn_delay() -> None:
     speech = _utterance("Hello there.")
-    audio = pad(speech, SR, 0.5, 2.0)
+    audio = pad(speech, SR, 0.5, 5.0)
     stop_at = {}
     for eagerness in ("high", "low"):
         det = TurnDetector(VadConfig.from_turn_detection({"type": "semantic_vad", "eagerness": eagerness}))
@@ -145,7 +145,7 @@ def test_semantic_vad_eagerness_changes_end_of_turn_delay() -> None:
                 stop_at[eagerness] = det.position_ms
                 break
     delay = stop_at["low"] - stop_at["high"]
-    assert delay == EAGERNESS_SILENCE_MS["low"] - EAGERNESS_SILENCE_MS["high"]
+    assert delay == SEMANTIC_MAX_SILENCE_MS["low"] - SEMANTIC_MAX_SILENCE_MS["high"]
 
 
 def test_idle_timeout_fires_once_and_rearms() -> None:
@@ -186,7 +186,7 @@ def test_from_turn_detection_and_threshold_mapping() -> None:
     assert VadConfig(threshold=0.0).aggressiveness == 0 and VadConfig().aggressiveness == 2
     assert VadConfig.from_turn_detection({"type": "server_vad", "threshold": None}).threshold == 0.5
     semantic = VadConfig.from_turn_detection({"type": "semantic_vad"})
-    assert semantic.eagerness == "auto" and semantic.effective_silence_ms == EAGERNESS_SILENCE_MS["medium"]
+    assert semantic.eagerness == "auto" and semantic.effective_silence_ms == SEMANTIC_MAX_SILENCE_MS["medium"]
 
 
 @pytest.mark.parametrize(

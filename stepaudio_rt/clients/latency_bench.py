@@ -71,6 +71,7 @@ class BenchConfig:
     voice: str = "en-us"
     questions: int = 8  # distinct questions, cycled
     progress: bool = True
+    vad: str = "server_vad"  # turn_detection type when not manual: server_vad | semantic_vad
 
     def validate(self) -> None:
         if self.thinking_mode not in (None, "sequential", "think_first", "speak_first"):
@@ -83,6 +84,8 @@ class BenchConfig:
             raise ValueError(f"chunk_ms must be within 20-100 ms, got {self.chunk_ms}")
         if self.speed <= 0:
             raise ValueError(f"speed must be positive, got {self.speed}")
+        if self.vad not in ("server_vad", "semantic_vad"):
+            raise ValueError(f"vad must be server_vad or semantic_vad, got {self.vad!r}")
         if self.trailing_silence_s < 0.5 and not self.manual:
             raise ValueError("server VAD needs trailing silence: trailing_silence_s must be >= 0.5")
 
@@ -149,6 +152,8 @@ async def _one_turn(cfg: BenchConfig, q: Question, level: int, worker: int, inde
             update: dict[str, Any] = {}
             if cfg.manual:
                 update["audio"] = {"input": {"turn_detection": None}}
+            elif cfg.vad != "server_vad":
+                update["audio"] = {"input": {"turn_detection": {"type": cfg.vad}}}
             if cfg.thinking_mode is not None:
                 update["stepaudio"] = {"thinking_mode": cfg.thinking_mode}
             if update:
@@ -247,7 +252,9 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         "config": {
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "api_key"},
             "realtime_pace": cfg.speed == 1.0,
-            "turn_detection": "manual (commit + response.create)" if cfg.manual else "server VAD",
+            "turn_detection": "manual (commit + response.create)" if cfg.manual else (
+                "server VAD" if cfg.vad == "server_vad" else cfg.vad
+            ),
         },
         "questions": [{"id": q.id, "text": q.text, "speech_s": round(q.seconds, 3)} for q in questions],
         "host": {"python": platform.python_version(), "machine": platform.machine(), "system": platform.system()},

@@ -7,12 +7,13 @@ latency is printed from each available start point.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from stepaudio_rt.clients.realtime_client import Event, RealtimeClient, Turn
+from stepaudio_rt.clients.realtime_client import Event, RealtimeClient, RealtimeError, Turn
 from stepaudio_rt.clients.wav_stream import AudioInputError, read_audio, to_pcm16, write_wav
 
 # Start points of the first-packet clock, in the order they are printed, with what they mean.
@@ -49,6 +50,7 @@ class _Printer:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.section: str | None = None
+        self.heard = False  # the transcription of the question arrived (completed or failed)
 
     def _enter(self, section: str, title: str, style: str) -> None:
         if self.section != section:
@@ -65,6 +67,15 @@ class _Printer:
         elif kind in ("response.output_audio_transcript.delta", "response.output_text.delta"):
             self._enter("reply", "reply:", "bold")
             self.console.print(ev.get("delta", ""), end="", highlight=False, markup=False)
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self.heard = True
+            self._enter("you", "you said:", "bold cyan")
+            self.console.print(ev.get("transcript", "").strip(), end="", highlight=False, markup=False)
+            self.section = None  # the reply may still be streaming: start a fresh section after this line
+            self.console.print()
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            self.heard = True
+            self.console.print(f"\n(transcription failed: {ev.get('error', {}).get('message')})", style="yellow")
         elif kind == "error":
             err = ev.get("error", {})
             self.console.print(f"\nserver error {err.get('code')}: {err.get('message')}", style="red")
@@ -81,6 +92,8 @@ class TalkOptions:
     model: str = "step-audio-r1"
     out: Path = Path("reply.wav")
     manual: bool = False  # commit + response.create instead of server VAD
+    vad: str = "semantic_vad"  # turn_detection type when not manual (server_vad: silence only)
+    transcribe: bool = True  # ask the server to transcribe the question and print it
     speed: float = 1.0  # audio pace: 1.0 = real time
     chunk_ms: int = 40
     trailing_silence_s: float = 1.5
@@ -95,8 +108,10 @@ async def talk(pcm: bytes, opts: TalkOptions, console: Console | None = None) ->
     async with RealtimeClient(
         opts.url, api_key=opts.api_key, model=opts.model, reasoning_events=opts.reasoning
     ) as client:
-        if opts.manual:
-            await client.update_session({"audio": {"input": {"turn_detection": None}}})
+        audio_in: dict[str, object] = {"turn_detection": None if opts.manual else {"type": opts.vad}}
+        if opts.transcribe:
+            audio_in["transcription"] = {"model": "whisper-1"}  # our server: its local Whisper
+        await client.update_session({"audio": {"input": audio_in}})
         turn = await client.ask(
             pcm,
             chunk_ms=opts.chunk_ms,
@@ -106,6 +121,10 @@ async def talk(pcm: bytes, opts: TalkOptions, console: Console | None = None) ->
             on_event=printer,
             timeout=opts.timeout_s,
         )
+        if opts.transcribe and not printer.heard:  # the server transcribes after the reply starts
+            with contextlib.suppress(RealtimeError):
+                while not printer.heard:
+                    printer(await client.next_event(10.0))
     printer.finish()
     if turn.audio:
         write_wav(opts.out, bytes(turn.audio))

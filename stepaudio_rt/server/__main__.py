@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ap.add_argument("--temperature", type=float)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--log-level")
+    ap.add_argument("--smart-turn-model", help="semantic_vad's Smart Turn ONNX file (default: pipecat-ai's copy)")
+    ap.add_argument("--transcription-model", help="faster-whisper name or path for input transcription")
     args = {k: v for k, v in vars(ap.parse_args(argv)).items() if v is not None}
     if "effort_budgets" in args:
         args["effort_budgets"] = {**DEFAULT_EFFORT_BUDGETS, **args["effort_budgets"]}

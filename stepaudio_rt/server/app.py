@@ -47,6 +47,17 @@ def load_tts(settings: Settings) -> TTSBackend | None:
     return tts
 
 
+def _preload_smart_turn(state: ServerState) -> None:
+    """Load semantic_vad's model now rather than in the first session that asks; without it the server
+    still runs (server_vad, manual turns) and session.update to semantic_vad gets an error."""
+    from stepaudio_rt.streaming.smart_turn import SmartTurnUnavailableError
+
+    try:
+        state.smart_turn()
+    except SmartTurnUnavailableError as exc:
+        log.warning("semantic_vad unavailable: %s", exc)
+
+
 def create_app(settings: Settings, engine: Engine | None = None, tts: TTSBackend | None = None) -> FastAPI:
     """Build the app. Without ``engine`` / ``tts`` they are loaded from ``settings`` at startup."""
 
@@ -56,6 +67,7 @@ def create_app(settings: Settings, engine: Engine | None = None, tts: TTSBackend
         eng = engine if engine is not None else load_engine(settings)
         speech = tts if tts is not None else load_tts(settings)
         app.state.realtime = ServerState(settings=settings, engine=eng, tts=speech)
+        _preload_smart_turn(app.state.realtime)
         try:
             yield
         finally:

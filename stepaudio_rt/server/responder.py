@@ -59,6 +59,7 @@ class ActiveResponse:
         self.track = AudioTrack()
         self._text: list[str] = []
         self.first_packet_s: float | None = None
+        self.first_packet = asyncio.Event()  # set at the first audio/text delta or at the end (transcription waits)
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -97,6 +98,7 @@ class ActiveResponse:
         except Exception:
             log.exception("response %s crashed", self.id)
         finally:
+            self.first_packet.set()
             if s.response is self:
                 s.response = None
 
@@ -137,6 +139,7 @@ class ActiveResponse:
         if isinstance(ev, AudioDelta):
             if self.first_packet_s is None:
                 self.first_packet_s = time.perf_counter() - self.turn_end
+                self.first_packet.set()
             raw = encode_audio(ev.pcm, self.out_format)
             s.produced_audio = True
             s.send(p.ResponseOutputAudioDeltaEvent(**ref, delta=base64.b64encode(raw).decode("ascii")))  # type: ignore[arg-type]
@@ -148,6 +151,7 @@ class ActiveResponse:
         elif isinstance(ev, TextDelta):
             if self.first_packet_s is None:
                 self.first_packet_s = time.perf_counter() - self.turn_end
+                self.first_packet.set()
             self._text.append(ev.text)
             s.send(p.ResponseOutputTextDeltaEvent(**ref, delta=ev.text))  # type: ignore[arg-type]
         elif isinstance(ev, ReasoningDelta):

@@ -81,6 +81,11 @@ class RealtimeSession:
         )
         self.speech_item_id: str | None = None  # user item announced by speech_started, not yet committed
         self.speech_start_sample = 0
+        # Held by every input_audio_buffer handler and by a semantic_vad end-of-turn verdict arriving from
+        # its worker thread, so a verdict never ends a turn halfway through an append.
+        self.turn_lock = asyncio.Lock()
+        self.eot_task: asyncio.Task[None] | None = None  # semantic_vad: the pause being scored
+        self.transcriptions: set[asyncio.Task[None]] = set()  # input transcriptions in flight
         self.response: ActiveResponse | None = None
         self.produced_audio = False
         self.closed = False
@@ -152,6 +157,9 @@ class RealtimeSession:
     async def aclose(self) -> None:
         """Stop generation and TTS and free every engine context (client gone or server shutting down)."""
         self.closed = True
+        await cancel_task(self.eot_task)
+        for task in list(self.transcriptions):
+            await cancel_task(task)
         if self.response is not None:
             await self.response.cancel_and_wait("client_cancelled")
         await self.scheduler.aclose()

@@ -23,9 +23,14 @@ Mapping of the OpenAI fields (documented because webrtcvad has no probability ou
   above the noise floor, estimated as the minimum frame energy of the last 3 s (minimum statistics).
   Speech has pauses and quiet frames every few hundred ms, so the minimum tracks the noise, not the voice;
   stationary noise never rises that far above its own minimum.
-- ``semantic_vad`` has no semantic model here: its ``eagerness`` maps to a silence timeout
-  low 1500 ms, medium 800 ms, high 400 ms, auto = medium. All are well inside the protocol's maximum waits
-  (8 / 4 / 2 s), so we never wait longer than OpenAI would.
+- ``semantic_vad``: the VAD only proposes pauses; an end-of-turn model decides (``smart_turn``). After
+  ``SCORE_PAUSE_MS`` (160 ms) of silence in speech the detector emits one ``PauseDetected`` per pause and
+  stays in speech; the caller scores the turn off the event loop and, when the probability reaches the
+  eagerness's threshold (``SEMANTIC_THRESHOLD``: low 0.7, medium/auto 0.5, high 0.3), calls
+  ``end_turn(pause)``, which emits the ``SpeechStopped`` at once. A stale score (the user spoke again
+  since that pause) is ignored, and the next pause is scored afresh over the whole turn. With no complete
+  score the turn ends after the eagerness's maximum silence (``SEMANTIC_MAX_SILENCE_MS``: low 4 s,
+  medium/auto 2 s, high 1 s), well inside the protocol's maximum waits (8 / 4 / 2 s).
 - ``idle_timeout_ms``: after that much audio with no speech (counted from creation, ``reset()``, the last
   speech stop or ``restart_idle_timer()``), one ``IdleTimeout`` is emitted; it re-arms on the next speech
   stop or ``restart_idle_timer()`` (the server calls that when a response finishes playing).
@@ -53,6 +58,10 @@ __all__ = [
     "SpeechStarted",
     "SpeechStopped",
     "IdleTimeout",
+    "PauseDetected",
+    "SCORE_PAUSE_MS",
+    "SEMANTIC_MAX_SILENCE_MS",
+    "SEMANTIC_THRESHOLD",
     "VadEvent",
     "TurnDetector",
 ]
@@ -66,7 +75,14 @@ _START_VOICED = 4  # voiced frames needed in that window (80 ms)
 _RESUME_VOICED = 2  # consecutive voiced frames that count as "still talking" (40 ms)
 _NOISE_WINDOW = 150  # frames of energy history for the noise floor (3 s)
 
-EAGERNESS_SILENCE_MS: dict[str, int] = {"low": 1500, "medium": 800, "high": 400, "auto": 800}
+# semantic_vad: silence after which a turn ends whatever the end-of-turn model said (its fallback)...
+SEMANTIC_MAX_SILENCE_MS: dict[str, int] = {"low": 4000, "medium": 2000, "high": 1000, "auto": 2000}
+# ... the probability of "turn complete" that ends the turn at a pause (0.5 is Smart Turn's own cut) ...
+SEMANTIC_THRESHOLD: dict[str, float] = {"low": 0.7, "medium": 0.5, "high": 0.3, "auto": 0.5}
+# ... and the pause that triggers a score: long enough to skip gaps between words, short enough that a
+# complete turn ends ~200 ms after the last word (pipecat waits 200 ms; upstream suggests 150-200 ms).
+SCORE_PAUSE_MS = 160
+EAGERNESS_SILENCE_MS = SEMANTIC_MAX_SILENCE_MS  # the name older code imports
 
 Eagerness = Literal["low", "medium", "high", "auto"]
 
@@ -119,10 +135,20 @@ class VadConfig:
 
     @property
     def effective_silence_ms(self) -> int:
-        """Silence that ends a turn: ``silence_duration_ms``, or the eagerness mapping for semantic_vad."""
+        """Silence that ends a turn on its own: ``silence_duration_ms``, or for semantic_vad the eagerness's
+        maximum silence (the fallback when the end-of-turn model never says "complete")."""
         if self.type == "semantic_vad":
-            return EAGERNESS_SILENCE_MS[self.eagerness]
+            return SEMANTIC_MAX_SILENCE_MS[self.eagerness]
         return self.silence_duration_ms
+
+    @property
+    def semantic(self) -> bool:
+        return self.type == "semantic_vad"
+
+    @property
+    def end_of_turn_threshold(self) -> float:
+        """semantic_vad: the end-of-turn probability at or above which a pause ends the turn."""
+        return SEMANTIC_THRESHOLD[self.eagerness]
 
     @property
     def aggressiveness(self) -> int:
@@ -177,7 +203,17 @@ class IdleTimeout:
     audio_end_ms: int
 
 
-VadEvent = SpeechStarted | SpeechStopped | IdleTimeout
+@dataclass(frozen=True)
+class PauseDetected:
+    """semantic_vad: ``SCORE_PAUSE_MS`` of silence inside speech; score the turn, then maybe ``end_turn``.
+
+    ``pause`` identifies this pause for :meth:`TurnDetector.end_turn` (it changes when speech resumes)."""
+
+    audio_end_ms: int
+    pause: int
+
+
+VadEvent = SpeechStarted | SpeechStopped | IdleTimeout | PauseDetected
 
 
 @dataclass
@@ -191,6 +227,7 @@ class _State:
     last_speech_end_frame: int = 0  # frame index just after the last confirmed voiced run
     idle_anchor_frame: int = 0
     idle_armed: bool = True
+    paused_at: int = -1  # last_speech_end_frame of the pause already reported (semantic_vad)
 
 
 class TurnDetector:
@@ -229,6 +266,22 @@ class TurnDetector:
         """Start counting ``idle_timeout_ms`` from now (e.g. when the assistant finished speaking)."""
         self._s.idle_anchor_frame = self._s.frames
         self._s.idle_armed = True
+
+    def end_turn(self, pause: int) -> SpeechStopped | None:
+        """semantic_vad: end the turn at ``pause`` (from ``PauseDetected``) because the end-of-turn model
+        called it complete. Returns the ``SpeechStopped`` to act on, or None when that pause is over (the
+        user spoke again, or the turn already ended)."""
+        s = self._s
+        if not s.in_speech or s.last_speech_end_frame != pause or s.voiced_run >= _RESUME_VOICED:
+            return None
+        self._stop(s)
+        return SpeechStopped(s.last_speech_end_frame * FRAME_MS)
+
+    def _stop(self, s: _State) -> None:
+        s.in_speech = False
+        s.voiced_run = 0
+        s.idle_anchor_frame = s.frames
+        s.idle_armed = True
 
     def feed(self, samples_16k: np.ndarray) -> list[VadEvent]:
         """Process 16 kHz mono samples (int16, or float in [-1, 1]); return the events they complete."""
@@ -275,9 +328,11 @@ class TurnDetector:
             return
         if s.voiced_run >= _RESUME_VOICED:
             s.last_speech_end_frame = s.frames
-        elif (s.frames - s.last_speech_end_frame) * FRAME_MS >= cfg.effective_silence_ms:
-            s.in_speech = False
-            s.voiced_run = 0
-            s.idle_anchor_frame = s.frames
-            s.idle_armed = True
+            return
+        silence_ms = (s.frames - s.last_speech_end_frame) * FRAME_MS
+        if silence_ms >= cfg.effective_silence_ms:
+            self._stop(s)
             events.append(SpeechStopped(s.last_speech_end_frame * FRAME_MS))
+        elif cfg.semantic and silence_ms >= SCORE_PAUSE_MS and s.paused_at != s.last_speech_end_frame:
+            s.paused_at = s.last_speech_end_frame
+            events.append(PauseDetected(s.last_speech_end_frame * FRAME_MS, s.last_speech_end_frame))

@@ -3,20 +3,32 @@
 VAD turn: speech_started (+ barge-in: the active response is cancelled and closed first) -> the user turn
 is prefilled chunk by chunk while the user speaks (listen-while-thinking) -> speech_stopped -> committed ->
 conversation.item.added / .done -> (create_response) a response whose context is already prefilled.
+
+semantic_vad: at each short pause (``PauseDetected``) the turn so far is scored by the end-of-turn model
+on a worker thread; a "complete" verdict for a pause that is still going on ends the turn at once
+(``TurnDetector.end_turn``), otherwise the VAD's maximum silence does. Every handler here and the verdict
+run under ``session.turn_lock``, so a verdict lands between two appends, never inside one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+
+import numpy as np
 
 from stepaudio_rt.server import protocol as p
 from stepaudio_rt.server.handlers.response import start_response
 from stepaudio_rt.server.input_audio import SAMPLE_RATE, InputBufferFull
-from stepaudio_rt.server.session import RealtimeSession
+from stepaudio_rt.server.session import RealtimeSession, cancel_task
+from stepaudio_rt.server.transcription import start_transcription, turn_audio
 from stepaudio_rt.streaming.codecs import AudioDecodeError, decode_audio_bytes
-from stepaudio_rt.streaming.vad import IdleTimeout, SpeechStarted, SpeechStopped
+from stepaudio_rt.streaming.smart_turn import WINDOW_SAMPLES
+from stepaudio_rt.streaming.vad import IdleTimeout, PauseDetected, SpeechStarted, SpeechStopped, TurnDetector
 
 _MS = SAMPLE_RATE // 1000
+log = logging.getLogger(__name__)
 
 
 def _user_item(item_id: str) -> p.MessageItem:
@@ -24,6 +36,11 @@ def _user_item(item_id: str) -> p.MessageItem:
 
 
 async def buffer_append(s: RealtimeSession, event: p.InputAudioBufferAppendEvent) -> None:
+    async with s.turn_lock:
+        await _append(s, event)
+
+
+async def _append(s: RealtimeSession, event: p.InputAudioBufferAppendEvent) -> None:
     try:
         pcm = decode_audio_bytes(event.audio_bytes, s.input.fmt)
     except AudioDecodeError as exc:
@@ -41,6 +58,8 @@ async def buffer_append(s: RealtimeSession, event: p.InputAudioBufferAppendEvent
                         s.scheduler.feed(step.samples)
                     fed = True
                     await _speech_stopped(s, ev)
+                elif isinstance(ev, PauseDetected) and s.speech_item_id is not None:
+                    await _score_pause(s, s.speech_item_id, ev)
                 elif isinstance(ev, IdleTimeout):
                     s.send(
                         p.InputAudioBufferTimeoutTriggeredEvent(
@@ -74,7 +93,47 @@ def _trim_silence(s: RealtimeSession) -> None:
         s.input.drop_before(s.input.end - keep)
 
 
+async def _score_pause(s: RealtimeSession, item_id: str, ev: PauseDetected) -> None:
+    """Start scoring the turn at this pause (the last 8 s, as the model reads); an older score is moot."""
+    assert s.input.vad is not None
+    await cancel_task(s.eot_task)
+    audio = s.input.samples(s.input.end - WINDOW_SAMPLES, s.input.end).copy()
+    s.eot_task = asyncio.create_task(_end_if_complete(s, item_id, ev.pause, audio, s.input.vad), name="eot")
+
+
+async def _end_if_complete(
+    s: RealtimeSession, item_id: str, pause: int, audio: np.ndarray, detector: TurnDetector
+) -> None:
+    t0 = time.perf_counter()
+    hist = s.server.metrics.end_of_turn
+    try:
+        probability = await s.server.smart_turn().score(audio)
+    except Exception:  # the model failed: the maximum silence still ends the turn
+        log.exception("end-of-turn scoring failed")
+        hist.labels(verdict="error").observe(time.perf_counter() - t0)
+        return
+    async with s.turn_lock:
+        live = not s.closed and s.speech_item_id == item_id and s.input.vad is detector
+        if not live or probability < detector.config.end_of_turn_threshold:
+            verdict = "stale" if not live else "incomplete"
+            hist.labels(verdict=verdict).observe(time.perf_counter() - t0)
+            return
+        ev = detector.end_turn(pause)
+        hist.labels(verdict="stale" if ev is None else "complete").observe(time.perf_counter() - t0)
+        if ev is None:
+            return
+        s.eot_task = None  # this task is finishing the turn; a later pause must not cancel it
+        try:  # as the reader loop would: a failure becomes an error event, the session lives on
+            await _speech_stopped(s, ev)
+        except p.ProtocolError as exc:
+            s.error(exc)
+        except Exception as exc:
+            log.exception("ending the turn failed")
+            s.error(p.ProtocolError("server_error", f"Internal error: {exc}", type="server_error"))
+
+
 async def _speech_started(s: RealtimeSession, ev: SpeechStarted) -> None:
+    await cancel_task(s.eot_task)
     td = s.config.turn_detection
     if s.response is not None and (td is None or td.interrupt_response):
         await s.response.cancel_and_wait("turn_detected")
@@ -108,11 +167,19 @@ async def commit_turn(s: RealtimeSession, item_id: str, event_id: str | None) ->
     s.send(p.InputAudioBufferCommittedEvent(previous_item_id=previous, item_id=item_id))
     s.send(p.ConversationItemAddedEvent(previous_item_id=previous, item=item))
     s.send(p.ConversationItemDoneEvent(previous_item_id=previous, item=item))
-    await s.scheduler.commit_listening(s.previous_in_conversation(item_id))
-    return time.perf_counter() - t0
+    committed = await s.scheduler.commit_listening(s.previous_in_conversation(item_id))
+    finalize_s = time.perf_counter() - t0
+    start_transcription(s, item_id, turn_audio(committed.turn))
+    return finalize_s
 
 
 async def buffer_commit(s: RealtimeSession, event: p.InputAudioBufferCommitEvent) -> None:
+    async with s.turn_lock:
+        await _commit(s, event)
+
+
+async def _commit(s: RealtimeSession, event: p.InputAudioBufferCommitEvent) -> None:
+    await cancel_task(s.eot_task)
     if s.input.duration_ms < s.settings.min_commit_ms:
         raise p.ProtocolError(
             "input_audio_buffer_commit_empty",
@@ -134,6 +201,12 @@ async def buffer_commit(s: RealtimeSession, event: p.InputAudioBufferCommitEvent
 
 
 async def buffer_clear(s: RealtimeSession, event: p.InputAudioBufferClearEvent) -> None:
+    async with s.turn_lock:
+        await cancel_task(s.eot_task)
+        await _clear(s)
+
+
+async def _clear(s: RealtimeSession) -> None:
     s.speech_item_id = None
     await s.scheduler.abandon_listening()
     s.input.clear()

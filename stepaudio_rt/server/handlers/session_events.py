@@ -5,6 +5,7 @@ from __future__ import annotations
 from stepaudio_rt.server import protocol as p
 from stepaudio_rt.server.session import RealtimeSession
 from stepaudio_rt.streaming.codecs import AudioFormatError
+from stepaudio_rt.streaming.smart_turn import SmartTurnUnavailableError
 from stepaudio_rt.streaming.vad import VadConfigError
 
 
@@ -12,6 +13,14 @@ async def session_update(s: RealtimeSession, event: p.SessionUpdateEvent) -> Non
     new = p.apply_session_update(
         s.config, event.session, lock_voice=s.produced_audio, event_id=event.event_id
     )
+    if isinstance(new.turn_detection, p.SemanticVad):
+        try:  # refuse semantic_vad up front when its model cannot load, keeping the old settings
+            s.server.smart_turn()
+        except SmartTurnUnavailableError as exc:
+            raise p.ProtocolError(
+                "invalid_value", f"semantic_vad is unavailable: {exc}", "session.audio.input.turn_detection.type",
+                event.event_id,
+            ) from None
     try:
         s.apply_config(new)
     except VadConfigError as exc:

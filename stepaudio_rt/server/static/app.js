@@ -1,6 +1,7 @@
 // The browser client: microphone -> /v1/realtime (OpenAI Realtime GA events) -> reply audio + text.
-// Server VAD decides when a turn ends; the page only streams audio and reacts to events.
-// URL options: ?server=ws://host:port/v1/realtime  ?key=API_KEY  ?model=NAME
+// The server decides when a turn ends (semantic_vad: an end-of-turn model at each pause); the page only
+// streams audio and reacts to events.
+// URL options: ?server=ws://host:port/v1/realtime  ?key=API_KEY  ?model=NAME  ?vad=server_vad|semantic_vad
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -20,6 +21,7 @@ let speechStoppedAt = null; // performance.now() at input_audio_buffer.speech_st
 let firstPacketSeen = false;
 let current = null; // the response being received: {id, itemId, line, audio}
 let playingItem = null; // item id whose audio the player holds
+const userLines = new Map(); // user item id -> its transcript element (filled when transcription arrives)
 
 function setStatus(text, isError = false) {
   ui.status.textContent = text;
@@ -150,6 +152,11 @@ async function start() {
     player.connect(ctx.destination);
     ctx.createMediaStreamSource(stream).connect(capture);
     live = { ws, ctx, stream, capture, player };
+    // semantic_vad by default: a finished question ends at the first short pause, a hesitation does not.
+    // Transcription shows what the server heard (whisper-1 = the server's local Whisper).
+    send({ type: "session.update", session: { type: "realtime", audio: { input: {
+      turn_detection: { type: params.get("vad") || "semantic_vad" },
+      transcription: { model: params.get("transcription") || "whisper-1" } } } } });
     capture.port.onmessage = (e) => send({ type: "input_audio_buffer.append", audio: b64FromBuffer(e.data) });
     player.port.onmessage = (e) => onPlayer(e.data);
     ws.onmessage = (e) => onEvent(JSON.parse(e.data));
@@ -216,9 +223,33 @@ function onEvent(ev) {
       speechStoppedAt = performance.now();
       firstPacketSeen = false;
       break;
-    case "input_audio_buffer.committed":
-      addLine("You", "user", "(spoken question)");
+    case "input_audio_buffer.committed": {
+      const line = addLine("You", "user", "…");
+      line.dataset.pending = "1";
+      userLines.set(ev.item_id, line);
       break;
+    }
+    case "conversation.item.input_audio_transcription.delta": {
+      const line = userLines.get(ev.item_id);
+      if (line) {
+        if (line.dataset.pending) { line.textContent = ""; delete line.dataset.pending; }
+        line.textContent += ev.delta;
+      }
+      break;
+    }
+    case "conversation.item.input_audio_transcription.completed": {
+      const line = userLines.get(ev.item_id);
+      if (line) { line.textContent = ev.transcript.trim() || "(nothing recognised)"; delete line.dataset.pending; }
+      userLines.delete(ev.item_id);
+      bump("transcripts");
+      break;
+    }
+    case "conversation.item.input_audio_transcription.failed": {
+      const line = userLines.get(ev.item_id);
+      if (line) { line.textContent = "(spoken question; transcription failed)"; delete line.dataset.pending; }
+      userLines.delete(ev.item_id);
+      break;
+    }
     case "response.created":
       current = { id: ev.response.id, itemId: null, line: addLine("Assistant", "assistant") };
       if (ui.reasoning.childNodes.length) ui.reasoning.append(Object.assign(document.createElement("div"), { className: "sep" }));
