@@ -77,6 +77,8 @@ def talk(
     vad: Annotated[str, typer.Option(help="turn detection: semantic_vad (end-of-turn model) or server_vad")] = (
         "semantic_vad"
     ),
+    thinking_mode: Annotated[str | None, typer.Option(
+        help="think-while-speaking on our server: sequential, think_first or speak_first")] = None,
     transcribe: Annotated[bool, typer.Option(help="ask the server to transcribe the question, print it")] = True,
     speed: Annotated[float, typer.Option(help="audio pace: 1 = real time; inf = as fast as possible")] = 1.0,
     chunk_ms: Annotated[int, typer.Option(help="audio per append event (20-100 ms is typical)")] = 40,
@@ -92,7 +94,8 @@ def talk(
     from stepaudio_rt.clients.talk import talk as run_talk
     from stepaudio_rt.clients.wav_stream import AudioInputError
 
-    opts = TalkOptions(url=url, api_key=api_key, model=model, out=out, manual=manual, vad=vad, transcribe=transcribe, speed=speed,
+    opts = TalkOptions(url=url, api_key=api_key, model=model, out=out, manual=manual, vad=vad, transcribe=transcribe,
+                       thinking_mode=thinking_mode, speed=speed,
                        chunk_ms=chunk_ms, reasoning=reasoning, timeout_s=timeout)
     try:
         turn = asyncio.run(run_talk(load_input(wav, mic), opts, console))

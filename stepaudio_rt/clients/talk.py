@@ -93,6 +93,7 @@ class TalkOptions:
     out: Path = Path("reply.wav")
     manual: bool = False  # commit + response.create instead of server VAD
     vad: str = "semantic_vad"  # turn_detection type when not manual (server_vad: silence only)
+    thinking_mode: str | None = None  # our server's think-while-speaking mode; None = the server's default
     transcribe: bool = True  # ask the server to transcribe the question and print it
     speed: float = 1.0  # audio pace: 1.0 = real time
     chunk_ms: int = 40
@@ -111,7 +112,10 @@ async def talk(pcm: bytes, opts: TalkOptions, console: Console | None = None) ->
         audio_in: dict[str, object] = {"turn_detection": None if opts.manual else {"type": opts.vad}}
         if opts.transcribe:
             audio_in["transcription"] = {"model": "whisper-1"}  # our server: its local Whisper
-        await client.update_session({"audio": {"input": audio_in}})
+        session: dict[str, object] = {"audio": {"input": audio_in}}
+        if opts.thinking_mode is not None:
+            session["stepaudio"] = {"thinking_mode": opts.thinking_mode}
+        await client.update_session(session)
         turn = await client.ask(
             pcm,
             chunk_ms=opts.chunk_ms,

@@ -2,6 +2,7 @@
 // The server decides when a turn ends (semantic_vad: an end-of-turn model at each pause); the page only
 // streams audio and reacts to events.
 // URL options: ?server=ws://host:port/v1/realtime  ?key=API_KEY  ?model=NAME  ?vad=server_vad|semantic_vad
+//              ?thinking=sequential|think_first|speak_first
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -154,9 +155,12 @@ async function start() {
     live = { ws, ctx, stream, capture, player };
     // semantic_vad by default: a finished question ends at the first short pause, a hesitation does not.
     // Transcription shows what the server heard (whisper-1 = the server's local Whisper).
-    send({ type: "session.update", session: { type: "realtime", audio: { input: {
+    // ?thinking=speak_first|think_first|sequential: think-while-speaking (default: the server's).
+    const session = { type: "realtime", audio: { input: {
       turn_detection: { type: params.get("vad") || "semantic_vad" },
-      transcription: { model: params.get("transcription") || "whisper-1" } } } } });
+      transcription: { model: params.get("transcription") || "whisper-1" } } } };
+    if (params.get("thinking")) session.stepaudio = { thinking_mode: params.get("thinking") };
+    send({ type: "session.update", session });
     capture.port.onmessage = (e) => send({ type: "input_audio_buffer.append", audio: b64FromBuffer(e.data) });
     player.port.onmessage = (e) => onPlayer(e.data);
     ws.onmessage = (e) => onEvent(JSON.parse(e.data));
