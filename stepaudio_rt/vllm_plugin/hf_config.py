@@ -69,16 +69,10 @@ class StepAudio2Config(PretrainedConfig):
             nested = nest_flat_layout(kwargs)
             text_config = nested["text_config"]
             kwargs = {k: v for k, v in kwargs.items() if k not in text_config}
-        if text_config is None:  # transformers builds a default instance to diff against
-            text_config = {}
-            audio_encoder_config = audio_encoder_config or {}
-        raw = {
-            "architectures": ["StepAudio2ForCausalLM"],
-            "text_config": {"hidden_size": 5120, **text_config} if not text_config else text_config,
-            "audio_encoder_config": audio_encoder_config or {},
-        }
-        if not raw["audio_encoder_config"]:
-            raw["audio_encoder_config"] = {"llm_dim": raw["text_config"]["hidden_size"]}
+        # No arguments: transformers builds a default instance (to diff against when saving).
+        text = dict(text_config or {})
+        audio = dict(audio_encoder_config or {"llm_dim": text.get("hidden_size", Qwen2Config().hidden_size)})
+        raw = {"architectures": ["StepAudio2ForCausalLM"], "text_config": text, "audio_encoder_config": audio}
         parsed = ProjectConfig.from_dict(raw)
         self.text_config = parsed.text
         self.audio_encoder_config = StepAudio2EncoderConfig(**parsed.audio.to_dict())

@@ -27,8 +27,15 @@ from torch import nn
 from transformers import BatchFeature
 from vllm.config import VllmConfig
 from vllm.config.multimodal import MultiModalDummyOptions
-from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.inputs import MultiModalDataDict
+from vllm.model_executor.models.interfaces import MultiModalEmbeddings, SupportsMultiModal, SupportsPP
+from vllm.model_executor.models.utils import (
+    AutoWeightsLoader,
+    WeightsMapper,
+    init_vllm_registered_model,
+    maybe_prefix,
+)
+from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.multimodal.inputs import MultiModalFieldConfig, MultiModalKwargsItems
 from vllm.multimodal.parse import AudioProcessorItems, MultiModalDataItems, MultiModalDataParser
 from vllm.multimodal.processing import (
@@ -41,8 +48,6 @@ from vllm.multimodal.processing import (
 )
 from vllm.sequence import IntermediateTensors
 
-from vllm.model_executor.models.interfaces import MultiModalEmbeddings, SupportsMultiModal, SupportsPP
-from vllm.model_executor.models.utils import AutoWeightsLoader, WeightsMapper, init_vllm_registered_model, maybe_prefix
 from stepaudio_rt.model.audio_frontend import (
     MAX_CHUNK_SECONDS,
     SAMPLE_RATE,
@@ -96,7 +101,9 @@ class StepAudio2ProcessingInfo(BaseProcessingInfo):
     def n_mels(self) -> int:
         return int(self.get_hf_config().audio_encoder_config.n_mels)
 
-    def get_mm_max_tokens_per_item(self, seq_len: int, mm_counts: Mapping[str, int] | None = None) -> Mapping[str, int]:
+    def get_mm_max_tokens_per_item(
+        self, seq_len: int, mm_counts: Mapping[str, int] | None = None
+    ) -> Mapping[str, int]:
         per_chunk = audio_token_count(mel_frame_count(round(MAX_CHUNK_SECONDS * SAMPLE_RATE))) + 2
         return {"audio": per_chunk * MAX_CHUNKS_PER_ITEM}
 
@@ -120,7 +127,9 @@ class StepAudio2DummyInputsBuilder(BaseDummyInputsBuilder[StepAudio2ProcessingIn
 class StepAudio2MultiModalProcessor(BaseMultiModalProcessor[StepAudio2ProcessingInfo]):
     """No HF processor: the mel comes from the project's front end, one per 25 s chunk."""
 
-    def _call_hf_processor(self, hf_data: Mapping[str, object], hf_kwargs: Mapping[str, object]) -> BatchFeature:
+    def _call_hf_processor(
+        self, hf_data: Mapping[str, object], hf_kwargs: Mapping[str, object]
+    ) -> BatchFeature:
         audios = hf_data.get("audio") or []
         mels, frames = [], []
         for wav in audios:  # type: ignore[union-attr]
@@ -234,7 +243,9 @@ class StepAudio2ForCausalLM(nn.Module, SupportsMultiModal, SupportsPP):
     ) -> torch.Tensor | IntermediateTensors:
         if intermediate_tensors is not None:
             inputs_embeds = None
-        return self.language_model.model(input_ids, positions, intermediate_tensors, inputs_embeds=inputs_embeds)
+        return self.language_model.model(
+            input_ids, positions, intermediate_tensors, inputs_embeds=inputs_embeds
+        )
 
     def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor | None:
         return self.language_model.compute_logits(hidden_states)
