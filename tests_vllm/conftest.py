@@ -19,6 +19,8 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 TINY = dict(hidden=128, intermediate=256, heads=4, kv_heads=2, layers=2, vocab=512)
 MAX_MODEL_LEN = 2048
+# vLLM's CPU attention takes multiples of 32; its CPU default, 128, would leave short test prompts uncached.
+BLOCK_SIZE = 32
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +35,7 @@ async def vllm_engine(vllm_checkpoint: Path) -> AsyncIterator[object]:
     from stepaudio_rt.model.vllm_engine import VLLMEngine, VLLMOptions
 
     engine = VLLMEngine.from_pretrained(
-        vllm_checkpoint, VLLMOptions(dtype="float32", max_model_len=MAX_MODEL_LEN, enforce_eager=True)
+        vllm_checkpoint, VLLMOptions(dtype="float32", max_model_len=MAX_MODEL_LEN, enforce_eager=True, block_size=BLOCK_SIZE)
     )
     yield engine
     await engine.aclose()

@@ -75,6 +75,9 @@ class VLLMOptions:
     dtype: str = "auto"
     enforce_eager: bool = False
     seed: int = 0
+    # Prefix-cache granularity in tokens (None: vLLM's default, 16 on GPUs, 128 on CPUs; CPUs need a
+    # multiple of 32). The end of a listened turn recomputes at most one partial block.
+    block_size: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # any other AsyncEngineArgs field
 
     def engine_args(self, model: str) -> dict[str, Any]:
@@ -90,6 +93,7 @@ class VLLMOptions:
             dtype=self.dtype,
             enforce_eager=self.enforce_eager,
             seed=self.seed,
+            block_size=self.block_size,
             enable_prefix_caching=True,  # the listen-while-thinking path depends on it
             trust_remote_code=False,  # the plugin registers the config and the model
         )
@@ -466,6 +470,11 @@ class VLLMEngine(Engine):
             raise EngineError(f"context {ctx.id} would exceed {self.max_context_tokens} tokens")
         return state
 
+    @property
+    def block_size(self) -> int:
+        """vLLM's KV block (and prefix-cache) size in tokens."""
+        return int(self.llm.vllm_config.cache_config.block_size)
+
     def stats(self) -> dict[str, int | str]:
         return {
             "engine": "vllm",
@@ -480,3 +489,5 @@ class VLLMEngine(Engine):
             return
         self._closed = True
         self.llm.shutdown()
+        # AsyncLLM.__del__ shuts down again, at interpreter exit when the modules it calls are gone.
+        self.llm.shutdown = lambda *args, **kwargs: None
