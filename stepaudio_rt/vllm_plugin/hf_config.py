@@ -30,6 +30,9 @@ def nest_flat_layout(data: dict[str, Any]) -> dict[str, Any]:
     if "text_config" in data:
         return data
     text = {k: v for k, v in data.items() if k not in _NON_TEXT_KEYS}
+    dtype = data.get("torch_dtype") or data.get("dtype")
+    if dtype is not None:  # one dtype for the whole file: the decoder's too
+        text["torch_dtype"] = dtype
     return {**{k: v for k, v in data.items() if k in _NON_TEXT_KEYS}, "text_config": text}
 
 
