@@ -103,7 +103,10 @@ async def test_fork_shares_the_prefix(vllm_engine: Engine, torch_engine: Engine)
         await engine.flush(a)
         await engine.append_text(b, "</think>\n")
         params = SamplingParams(temperature=0.0, max_tokens=10, stop_token_ids=())
-        ra, rb = await asyncio.gather(tokens_of(engine, a, params), tokens_of(engine, b, params))
+        close = engine.tokenizer.think_close_ids  # the formulation stream stops at </think>
+        formulation = SamplingParams(temperature=0.0, max_tokens=10, stop_token_ids=close[-1:])
+        articulation = SamplingParams(temperature=0.0, max_tokens=6, starts_in_think=False)  # default stops
+        ra, rb = await asyncio.gather(tokens_of(engine, a, formulation), tokens_of(engine, b, articulation))
         rbase = await tokens_of(engine, base, params)
         outputs.append((ra, rb, rbase, list(a.token_ids), list(b.token_ids)))
         for c in (a, b, base):
