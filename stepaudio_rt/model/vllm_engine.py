@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -178,7 +179,7 @@ class VLLMEngine(Engine):
         options = options or VLLMOptions()
         ckpt_dir = resolve_checkpoint_dir(path)
         if options.max_model_len is None and max_context_tokens is not None:
-            options = VLLMOptions(**{**options.__dict__, "max_model_len": max_context_tokens})
+            options = dataclasses.replace(options, max_model_len=max_context_tokens)
         llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**options.engine_args(str(ckpt_dir))))
         gen_path = ckpt_dir / "generation_config.json"
         generation_config = json.loads(gen_path.read_text()) if gen_path.exists() else {}
