@@ -210,8 +210,10 @@ def _bench_vllm(model: Path | None, prompt_tokens: int, new_tokens: int, rounds:
     table.add_row("prefill tokens/s", f"{result.torch_prefill_tok_s}", f"{result.vllm_prefill_tok_s}", f"{ratios['prefill_tok_s']}")
     table.add_row("decode ms/token", f"{result.torch_decode_ms}", f"{result.vllm_decode_ms}", f"{ratios['decode_ms']}")
     table.add_row("decode step, batch 8 (ms)", f"{result.torch_batch8_step_ms}", f"{result.vllm_batch8_step_ms}", f"{ratios['batch8_step_ms']}")
-    table.add_row("end of a 10 s listened turn to first token (ms)", f"{result.torch_end_of_turn_ms}",
+    table.add_row("end of a 20 s listened turn to first token (ms)", f"{result.torch_end_of_turn_ms}",
                   f"{result.vllm_end_of_turn_ms}", f"{ratios['end_of_turn_ms']}")  # fmt: skip
+    flat = result.flatness()
+    table.add_row("  the same, 20 s over 2 s (1.0 = flat)", f"{flat['torch']}", f"{flat['vllm']}", "-")
     console.print(table)
     if out:
         out.write_text(json.dumps(result.as_dict(), indent=2) + "\n")

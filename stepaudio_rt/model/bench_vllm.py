@@ -9,7 +9,8 @@ vLLM / torch for each figure:
   helps it);
 * decode ms/token at batch 1 and the decode step at batch 8 (eight contexts generating together);
 * end of a listened turn: time to the first token after ``<|EOT|><|BOT|>assistant\\n<think>\\n`` when the
-  turn's audio (10 s in 2 s chunks) was appended while listening.
+  turn's audio (2 s, and 20 s, in 2 s chunks) was appended while listening; flat in utterance length is
+  the point of listen-while-thinking (the issue's target: 20 s within 1.3x of 2 s).
 
 Needs vLLM installed (``make install-vllm`` builds ``.venv-vllm`` with the CPU build).
 """
@@ -42,8 +43,10 @@ class VLLMBenchResult:
     vllm_decode_ms: float
     torch_batch8_step_ms: float
     vllm_batch8_step_ms: float
-    torch_end_of_turn_ms: float
+    torch_end_of_turn_ms: float  # 20 s listened turn
     vllm_end_of_turn_ms: float
+    torch_end_of_turn_2s_ms: float
+    vllm_end_of_turn_2s_ms: float
 
     def ratios(self) -> dict[str, float]:
         """vLLM / torch per figure (> 1 means vLLM is faster for tokens/s, slower for times)."""
@@ -54,8 +57,15 @@ class VLLMBenchResult:
             "end_of_turn_ms": round(self.vllm_end_of_turn_ms / self.torch_end_of_turn_ms, 2),
         }
 
+    def flatness(self) -> dict[str, float]:
+        """End of turn after 20 s over after 2 s of listened audio, per engine (1.0 = flat)."""
+        return {
+            "torch": round(self.torch_end_of_turn_ms / self.torch_end_of_turn_2s_ms, 2),
+            "vllm": round(self.vllm_end_of_turn_ms / self.vllm_end_of_turn_2s_ms, 2),
+        }
+
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "ratios_vllm_over_torch": self.ratios()}
+        return {**asdict(self), "ratios_vllm_over_torch": self.ratios(), "end_of_turn_20s_over_2s": self.flatness()}
 
 
 def _random_prompt(engine: Engine, n: int, rng: np.random.Generator) -> list[int]:
@@ -120,7 +130,7 @@ async def bench_vllm_engine(
     )
     engines: dict[str, Engine] = {"torch": torch_engine, "vllm": vllm_engine}
     rng = np.random.default_rng(0)
-    figures: dict[str, dict[str, list[float]]] = {k: {"prefill": [], "decode": [], "b8": [], "eot": []} for k in engines}
+    figures: dict[str, dict[str, list[float]]] = {k: {"prefill": [], "decode": [], "b8": [], "eot": [], "eot2": []} for k in engines}
     try:
         for engine in engines.values():  # warm-up: first calls allocate and load lazily
             await _decode_step_s(engine, [_random_prompt(engine, 32, rng)], 4)
@@ -132,7 +142,8 @@ async def bench_vllm_engine(
                 f["decode"].append(await _decode_step_s(engine, [_random_prompt(engine, prompt_tokens, rng)], new_tokens))
                 prompts = [_random_prompt(engine, prompt_tokens, rng) for _ in range(8)]
                 f["b8"].append(await _decode_step_s(engine, prompts, new_tokens))
-                f["eot"].append(await _end_of_turn_s(engine, rng))
+                f["eot"].append(await _end_of_turn_s(engine, rng, seconds=20))
+                f["eot2"].append(await _end_of_turn_s(engine, rng, seconds=2))
     finally:
         for engine in engines.values():
             await engine.aclose()
@@ -151,4 +162,6 @@ async def bench_vllm_engine(
         vllm_batch8_step_ms=round(1000 * med["vllm"]["b8"], 3),
         torch_end_of_turn_ms=round(1000 * med["torch"]["eot"], 2),
         vllm_end_of_turn_ms=round(1000 * med["vllm"]["eot"], 2),
+        torch_end_of_turn_2s_ms=round(1000 * med["torch"]["eot2"], 2),
+        vllm_end_of_turn_2s_ms=round(1000 * med["vllm"]["eot2"], 2),
     )
