@@ -18,6 +18,7 @@ Needs vLLM installed (``make install-vllm`` builds ``.venv-vllm`` with the CPU b
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -123,6 +124,9 @@ async def bench_vllm_engine(
     from stepaudio_rt.model.torch_engine import TorchEngine
     from stepaudio_rt.model.vllm_engine import VLLMEngine, VLLMOptions
 
+    # vLLM's CPU backend otherwise reserves --gpu-memory-utilization (0.9) of the machine's RAM and refuses
+    # to start when other processes hold more than a tenth; 1 GiB of KV is plenty here (read on CPU only).
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     max_len = max(2048, prompt_tokens + new_tokens + 64)
     torch_engine = TorchEngine.from_pretrained(checkpoint, max_contexts=10, max_context_tokens=max_len, progress=False)
     vllm_engine = VLLMEngine.from_pretrained(
