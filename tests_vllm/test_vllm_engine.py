@@ -158,3 +158,33 @@ async def test_end_of_turn_computes_only_the_tail(vllm_engine: Engine) -> None:
         vllm_engine.release(ctx)
     assert tails[20] <= tail + block and tails[2] <= tail + block  # flat in utterance length
     assert len(ctx) > 5 * tails[20]  # a 20 s turn is hundreds of tokens; its end computes a few dozen
+
+
+async def test_data_parallel_keeps_a_conversation_on_one_rank(vllm_checkpoint, vllm_engine: Engine) -> None:
+    """Two data-parallel ranks (two engine cores, each with its own KV cache): conversations take the
+    ranks in turn, a fork stays on its parent's rank and finds the parent's prefix in that rank's cache,
+    and the tokens are those of the single-rank engine."""
+    from stepaudio_rt.model.vllm_engine import VLLMEngine, VLLMOptions
+    from tests_vllm.conftest import BLOCK_SIZE, MAX_MODEL_LEN
+
+    dp = VLLMEngine.from_pretrained(
+        vllm_checkpoint,
+        VLLMOptions(dtype="float32", max_model_len=MAX_MODEL_LEN, enforce_eager=True, block_size=BLOCK_SIZE,
+                    data_parallel_size=2),
+    )  # fmt: skip
+    try:
+        params = SamplingParams(temperature=0.0, max_tokens=6, stop_token_ids=())
+        for i, expected_rank in enumerate([0, 1, 0]):
+            chunks = [tone(1.4, 300 + 90 * i, seed=40 + i)]
+            ctx = await listened_turn(dp, chunks)
+            await dp.flush(ctx)
+            child = dp.fork(ctx)
+            assert dp._states[ctx.id].dp_rank == dp._states[child.id].dp_rank == expected_rank
+            got = await tokens_of(dp, child, params)
+            assert dp._states[child.id].last_cached_tokens >= len(ctx) - BLOCK_SIZE  # the parent's blocks, same rank
+            single = await listened_turn(vllm_engine, chunks)
+            assert got == await tokens_of(vllm_engine, single, params)
+            for c in (ctx, child, single):
+                (dp if c is not single else vllm_engine).release(c)
+    finally:
+        await dp.aclose()

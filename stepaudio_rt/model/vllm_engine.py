@@ -159,6 +159,7 @@ class VLLMEngine(Engine):
         self._states: dict[int, _CtxState] = {}
         self._ids = itertools.count()
         self._requests = itertools.count()
+        self._conversations = itertools.count()  # contexts made by new_context (not forks)
         self._id_lock = threading.Lock()
         self._closed = False
         self.prompt_tokens = 0  # prompt tokens sent to vLLM
@@ -201,13 +202,17 @@ class VLLMEngine(Engine):
         self._check_open()
         with self._id_lock:
             ctx = Context(id=next(self._ids))
-        rank = ctx.id % self.data_parallel_size if self.data_parallel_size > 1 else None
+        # New conversations take the data-parallel ranks in turn; forks inherit their parent's (below),
+        # so the two streams of one response share the parent's cached prefix on that rank.
+        rank = next(self._conversations) % self.data_parallel_size if self.data_parallel_size > 1 else None
         self._states[ctx.id] = _CtxState(dp_rank=rank)
         return ctx
 
     def fork(self, ctx: Context) -> Context:
         src = self._state(ctx)
-        child = self.new_context()
+        self._check_open()
+        with self._id_lock:
+            child = Context(id=next(self._ids))
         self._states[child.id] = _CtxState(
             prompt=list(src.prompt), segments=list(src.segments), dp_rank=src.dp_rank, synced=src.synced
         )
