@@ -188,3 +188,19 @@ async def test_data_parallel_keeps_a_conversation_on_one_rank(vllm_checkpoint, v
                 (dp if c is not single else vllm_engine).release(c)
     finally:
         await dp.aclose()
+
+
+async def test_a_missing_tensor_is_named_before_vllm_starts(vllm_checkpoint, tmp_path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from stepaudio_rt.model.checkpoint import CheckpointError
+    from stepaudio_rt.model.vllm_engine import VLLMEngine
+
+    broken = shutil.copytree(vllm_checkpoint, tmp_path / "broken")
+    weights = load_file(broken / "model.safetensors")
+    del weights["encoder.blocks.0.attn.key.weight"]
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"missing tensor\(s\): encoder\.blocks\.0\.attn\.key\.weight"):
+        VLLMEngine.from_pretrained(broken)

@@ -44,7 +44,14 @@ from typing import Any
 import numpy as np
 
 from stepaudio_rt.model.audio_frontend import MAX_CHUNK_SECONDS, SAMPLE_RATE, audio_token_count_for_samples
-from stepaudio_rt.model.checkpoint import resolve_checkpoint_dir
+from stepaudio_rt.model.checkpoint import (
+    build_empty_model,
+    check_tensor_names,
+    expected_shapes,
+    resolve_checkpoint_dir,
+    tensor_files,
+)
+from stepaudio_rt.model.config import StepAudio2Config
 from stepaudio_rt.model.engine import (
     CancelToken,
     Context,
@@ -59,7 +66,7 @@ from stepaudio_rt.model.tokenizer import THINK_CLOSE, IncrementalDetokenizer, St
 
 log = logging.getLogger(__name__)
 
-CANCEL_POLL_S = 0.005  # how often a running request's CancelToken is checked between outputs
+CANCEL_POLL_S = 0.01  # how often a CancelToken is checked while a request waits or prefills (each output checks it too)
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,13 @@ class _Run:
     finish: FinishReason | None = None
 
 
+def check_checkpoint_tensors(ckpt_dir: Path) -> None:
+    """Name a missing or unexpected tensor before vLLM starts: its own loader reports it only in the
+    engine-core process's log, behind a generic "Engine core initialization failed"."""
+    config = StepAudio2Config.from_file(ckpt_dir / "config.json")
+    check_tensor_names(expected_shapes(build_empty_model(config)), tensor_files(ckpt_dir))
+
+
 class VLLMEngine(Engine):
     def __init__(
         self,
@@ -179,6 +193,8 @@ class VLLMEngine(Engine):
         register()  # in this process too (vLLM loads plugins itself in the processes it starts)
         options = options or VLLMOptions()
         ckpt_dir = resolve_checkpoint_dir(path)
+        if options.extra.get("load_format", "auto") != "dummy":
+            check_checkpoint_tensors(ckpt_dir)
         if options.max_model_len is None and max_context_tokens is not None:
             options = dataclasses.replace(options, max_model_len=max_context_tokens)
         llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**options.engine_args(str(ckpt_dir))))
