@@ -73,4 +73,5 @@ $(VLLM_VENV)/.installed: pyproject.toml | $(VLLM_BIN)/python
 install-vllm: $(VLLM_VENV)/.installed
 
 test-vllm: $(VLLM_VENV)/.installed system-deps
+	$(VLLM_BIN)/ruff check tests_vllm
 	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 $(VLLM_BIN)/python -m pytest -q -ra -p no:cacheprovider tests_vllm
