@@ -57,6 +57,11 @@ async def test_realtime_spoken_turn_on_the_vllm_engine(vllm_checkpoint: Path, tm
             assert transcript["transcript"].strip()
             audio = [e for e in s.check.events if e["type"] == "response.output_audio.delta"]
             assert audio, "no audio deltas"
+            # a second, text turn on the same conversation (its prefix, history included, is reused)
+            await s.text_turn("And what is that minus four?")
+            second = await s.until("response.done", timeout=120)
+            assert second["response"]["status"] in ("completed", "incomplete")
+            assert second["response"]["id"] != done["response"]["id"]
         engine = server.health()["engine"]
         # the listened audio was prefilled chunk by chunk: the response's prompt came mostly from the cache
         assert engine["cached_prompt_tokens"] > 0 and engine["active_streams"] == 0
