@@ -38,6 +38,7 @@ def test_official_nested_config_loads_without_remote_code(tmp_path: Path) -> Non
     t = cfg.get_text_config()
     assert (t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.num_key_value_heads) == (5120, 64, 40, 8)
     assert (t.vocab_size, t.max_position_embeddings, t.architectures) == (158720, 65536, ["Qwen2ForCausalLM"])
+    assert t.eos_token_id == [151643, 151645, 151665]  # as StepFun's vLLM config forces for R1
     a = cfg.audio_encoder_config
     assert (a.n_mels, a.n_audio_state, a.n_audio_layer, a.llm_dim, a.adapter_hidden_size) == (128, 1280, 32, 5120, 2048)
     cfg.save_pretrained(tmp_path / "again")  # round trip through transformers' own serialisation

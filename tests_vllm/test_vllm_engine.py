@@ -154,6 +154,7 @@ async def test_end_of_turn_computes_only_the_tail(vllm_engine: Engine) -> None:
         computed = state.last_prompt_tokens - state.last_cached_tokens
         assert state.last_prompt_tokens == len(ctx) - 1  # the context minus the budget's last token
         assert computed <= tail + block
+        assert ctx.timings[-1].kind == "prefill_text" and ctx.timings[-1].tokens == computed
         tails[seconds] = computed
         vllm_engine.release(ctx)
     assert tails[20] <= tail + block and tails[2] <= tail + block  # flat in utterance length

@@ -388,6 +388,9 @@ class VLLMEngine(Engine):
             async for out in outputs:
                 now = time.perf_counter()
                 step_s, last = now - last, now
+                if produced == 0 and run.generated == 0:  # the generation prompt's prefill, as vLLM ran it
+                    computed = state.last_prompt_tokens - state.last_cached_tokens
+                    ctx.timings.append(StepTiming("prefill_text", computed, step_s))
                 completion = out.outputs[0]
                 tokens = list(completion.token_ids)
                 stop = completion.stop_reason if completion.finish_reason == "stop" else None

@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import PretrainedConfig, Qwen2Config
 
-from stepaudio_rt.model.config import MODEL_TYPE, AudioEncoderConfig
+from stepaudio_rt.model.config import MODEL_TYPE, REAL_EOS_TOKEN_IDS, AudioEncoderConfig
 from stepaudio_rt.model.config import StepAudio2Config as ProjectConfig
 
 ENCODER_MODEL_TYPE = "step_audio_2_encoder"
@@ -77,6 +77,10 @@ class StepAudio2Config(PretrainedConfig):
         audio = dict(audio_encoder_config or {"llm_dim": text.get("hidden_size", Qwen2Config().hidden_size)})
         raw = {"architectures": ["StepAudio2ForCausalLM"], "text_config": text, "audio_encoder_config": audio}
         parsed = ProjectConfig.from_dict(raw)
+        if parsed.text.vocab_size > REAL_EOS_TOKEN_IDS[-1]:
+            # The real vocabulary: end of sequence on <|endoftext|>, <|im_end|> and <|EOT|>, as StepFun's
+            # vLLM config forces, so a request without stop_token_ids still ends at the end of the turn.
+            parsed.text.eos_token_id = list(REAL_EOS_TOKEN_IDS)
         self.text_config = parsed.text
         self.audio_encoder_config = StepAudio2EncoderConfig(**parsed.audio.to_dict())
         kwargs.setdefault("architectures", ["StepAudio2ForCausalLM"])
