@@ -4,11 +4,15 @@
 ARG VLLM_VERSION=0.32.0
 FROM vllm/vllm-openai:v${VLLM_VERSION}
 
-# The project and its plugin (entry point vllm.general_plugins); torch, transformers and vLLM come from the
-# base image (the project's torch pin matches the image's CUDA build of the same version).
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# The project and its plugin (entry point vllm.general_plugins). torch, transformers and vLLM stay the base
+# image's: they are frozen as constraints, so a dependency that wants others fails the build instead of
+# replacing vLLM's CUDA builds (the project's torch==2.13.0 pin matches 2.13.0+cuXXX).
 COPY pyproject.toml README.md /opt/stepaudio-rt/
 COPY stepaudio_rt /opt/stepaudio-rt/stepaudio_rt
-RUN python3 -m pip install --no-cache-dir "/opt/stepaudio-rt[tts]" \
+RUN python3 -m pip freeze | grep -iE '^(torch|transformers|tokenizers|numpy|vllm)==' > /tmp/image-pins.txt \
+    && python3 -m pip install --no-cache-dir -c /tmp/image-pins.txt "/opt/stepaudio-rt[tts]" \
     && python3 -c "import stepaudio_rt.vllm_plugin as p, vllm; assert vllm.__version__.startswith(p.VLLM_VERSION), vllm.__version__"
 
 ENV STEPAUDIO_RT_HOST=0.0.0.0 \
