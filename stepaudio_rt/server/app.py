@@ -13,7 +13,7 @@ from stepaudio_rt.model.engine import Engine
 from stepaudio_rt.server.state import ServerState
 from stepaudio_rt.server.transport import realtime_endpoint
 from stepaudio_rt.server.web import mount_web
-from stepaudio_rt.settings import Settings
+from stepaudio_rt.settings import Settings, SettingsError
 from stepaudio_rt.streaming.tts import TTSBackend, create_tts
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,9 @@ CONTEXTS_PER_SESSION = 3  # conversation prefix + user turn being listened to + 
 
 
 def load_engine(settings: Settings) -> Engine:
-    """The TorchEngine for the configured checkpoint (raises SettingsError when there is none)."""
+    """The configured engine for the configured checkpoint (raises SettingsError when there is none)."""
+    if settings.engine == "vllm":
+        return load_vllm_engine(settings)
     import torch
 
     from stepaudio_rt.model.torch_engine import TorchEngine
@@ -36,6 +38,29 @@ def load_engine(settings: Settings) -> Engine:
         max_contexts=settings.max_sessions * CONTEXTS_PER_SESSION + 2,
         max_context_tokens=settings.max_context_tokens,
     )
+
+
+def load_vllm_engine(settings: Settings) -> Engine:
+    """The VLLMEngine (needs vLLM installed: the Docker image, or ``make test-vllm``'s venv)."""
+    try:
+        from stepaudio_rt.model.vllm_engine import VLLMEngine, VLLMOptions
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise SettingsError(f"--engine vllm needs vLLM installed ({exc})") from None
+
+    options = VLLMOptions(
+        tensor_parallel_size=settings.tensor_parallel_size,
+        pipeline_parallel_size=settings.pipeline_parallel_size,
+        data_parallel_size=settings.data_parallel_size,
+        distributed_executor_backend=settings.distributed_executor_backend,
+        max_model_len=settings.max_model_len,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        quantization=settings.quantization,
+        dtype=settings.dtype or "auto",
+        enforce_eager=settings.enforce_eager,
+        seed=settings.seed or 0,
+        block_size=settings.kv_block_size,
+    )
+    return VLLMEngine.from_pretrained(str(settings.resolved_model_path()), options)
 
 
 def load_tts(settings: Settings) -> TTSBackend | None:
