@@ -1,6 +1,6 @@
 """Serving through vLLM, end to end with the official openai SDK:
 
-* ``stepaudio-rt serve --engine vllm``: a spoken turn over the Realtime API (sequential mode);
+* ``stepaudio-rt serve --engine vllm``: spoken turns over the Realtime API (sequential and speak_first);
 * plain ``vllm serve <checkpoint>`` with the plugin: the official Step-Audio-R1 client's request shape
   (chat completions, ``input_audio`` parts, stop ``<|EOT|>``, ``skip_special_tokens: false``), answering
   exactly what the TorchEngine answers for the same prompt.
@@ -62,6 +62,23 @@ async def test_realtime_spoken_turn_on_the_vllm_engine(vllm_checkpoint: Path, tm
             second = await s.until("response.done", timeout=120)
             assert second["response"]["status"] in ("completed", "incomplete")
             assert second["response"]["id"] != done["response"]["id"]
+            # think-while-speaking on vLLM: a spoken turn in speak_first (the reasoning and articulation
+            # streams are requests forked from the same cached prefix)
+            await s.conn.session.update(session={"type": "realtime", "stepaudio": {
+                "thinking_mode": "speak_first", "reasoning_segment_tokens": 4, "reply_segment_tokens": 4}})
+            await s.until("session.updated")
+            await s.stream(speech_pcm24("And twelve plus eight?"), chunk_ms=100, realtime=False)
+            await s.conn.input_audio_buffer.commit()
+            await s.until("input_audio_buffer.committed")
+            await s.conn.response.create()
+            third = await s.until("response.done", timeout=180)
+            assert third["response"]["status"] in ("completed", "incomplete")
+            spoken = [e for e in s.check.events if e["type"] == "response.output_audio.delta"
+                      and e["response_id"] == third["response"]["id"]]
+            assert spoken, "no audio in speak_first"
+        metrics = server.get("/metrics")[1]
+        assert 'stepaudio_rt_first_packet_by_mode_seconds_count{mode="speak_first"} 1.0' in metrics
+        assert "stepaudio_rt_articulation_rounds_count 1.0" in metrics
         engine = server.health()["engine"]
         # the listened audio was prefilled chunk by chunk: the response's prompt came mostly from the cache
         assert engine["cached_prompt_tokens"] > 0 and engine["active_streams"] == 0
