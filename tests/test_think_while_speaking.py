@@ -6,7 +6,6 @@ checked at the level of the engine's decode steps; pacing with the real Piper vo
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
