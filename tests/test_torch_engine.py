@@ -76,8 +76,10 @@ async def test_decode_logits_match_full_forward(engine: TorchEngine) -> None:
             seq.append(tok)
 
 
-async def test_batched_decode_equals_one_at_a_time(engine: TorchEngine) -> None:
+@pytest.mark.parametrize("copies", [1, 2], ids=["3 rows (row by row on CPU)", "6 rows (gathered, masked)"])
+async def test_batched_decode_equals_one_at_a_time(engine: TorchEngine, copies: int) -> None:
     prompts = [PROMPT, "<|BOT|>human\nhello<|EOT|>" + GENERATION_PREFIX, "<|BOT|>human\nhi there, how are you?<|EOT|>"]
+    prompts = prompts * copies
     greedy = SamplingParams(temperature=0, max_tokens=20)
     alone = []
     for p in prompts:
