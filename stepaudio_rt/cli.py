@@ -226,13 +226,16 @@ def eval_cmd(
     n: Annotated[int, typer.Option("-n", help="held-out samples")] = 400,
     seed: int = 0,
     data: Annotated[Path | None, typer.Option(help="a built data directory with eval.jsonl")] = None,
+    quick: Annotated[bool, typer.Option(help="per-task accuracy only, no think-budget/session figures")] = False,
 ) -> None:
     """Accuracy per task on the held-out spoken tasks (thinking on and empty think block), through the
-    TorchEngine; prints and saves JSON + PNG."""
+    TorchEngine; plus accuracy against think budget, turn 1 vs turns 2-6 of sessions, partial reasoning
+    and reply audio length (unless --quick); prints and saves JSON + PNG."""
     from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
-    from stepaudio_rt.training.evaluate import evaluate_checkpoint
+    from stepaudio_rt.training.evaluate import ReasoningFigures, evaluate_checkpoint
 
-    evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data)
+    figures = ReasoningFigures() if quick else ReasoningFigures.full()
+    evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, reasoning=figures)
 
 
 def main() -> None:  # pragma: no cover - console entry point
