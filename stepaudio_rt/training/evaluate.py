@@ -31,8 +31,10 @@ from stepaudio_rt.model.audio_frontend import split_at_pauses
 from stepaudio_rt.model.engine import Engine, SamplingParams, checkpoint_listen_chunk_seconds
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT
+from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS
 from stepaudio_rt.training.eval_reasoning import (
     BUDGETS,
+    SESSION_TURNS,
     partial_reasoning_accuracy,
     plot_budget_curve,
     reply_length_summary,
@@ -57,7 +59,8 @@ class ReasoningFigures:
 
     budgets: tuple[int, ...] = BUDGETS
     budget_n: int = 0
-    sessions: int = 0  # sessions of SESSION_TURNS spoken questions
+    sessions: int = 0  # sessions of session_turns spoken questions
+    session_turns: int = SESSION_TURNS
     partial_n: int = 0
 
     @classmethod
@@ -70,7 +73,10 @@ class ReasoningFigures:
         if self.budget_n > 0:
             out["think_budget"] = await think_budget_accuracy(engine, samples[: self.budget_n], self.budgets)
         if self.sessions > 0:
-            out["sessions"] = await session_accuracy(engine, samples[: self.sessions * 8])
+            spoken = [s for s in samples if s.audio is not None and s.task not in TEXT_ONLY_TASKS]
+            out["sessions"] = await session_accuracy(
+                engine, spoken[: self.sessions * self.session_turns], self.session_turns
+            )
         if self.partial_n > 0:
             out["partial_reasoning"] = await partial_reasoning_accuracy(engine, samples[: self.partial_n])
         return out

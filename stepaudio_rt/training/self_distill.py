@@ -44,7 +44,7 @@ UNITS: dict[str, tuple[re.Pattern[str], float, float]] = {
     "per_second": (re.compile(r"(\d+(?:\.\d+)?)\s*(?:syllables\s+)?per second"), 1.0, 0.0),
     "seconds": (re.compile(r"(\d+(?:\.\d+)?)\s*seconds\b"), 0.25, 0.0),
     "count": (re.compile(r"(\d+)\s+(?:separate\s+)?(?:tone\s+bursts|beeps?)\b"), 0.0, 0.0),
-    "number": (re.compile(r"(?<![\d.])(\d+)(?![\d.])"), 0.0, 0.0),
+    "number": (re.compile(r"(?<![\d.])(\d+)(?!\d|\.\d)"), 0.0, 0.0),
 }
 TOLERANCES = {u: {"abs": a, "rel": r} for u, (_, a, r) in UNITS.items()}
 
@@ -88,7 +88,7 @@ def grounding_refs(task: str, meta: dict[str, Any]) -> list[Ref]:
             return [Ref("per_second", r) for r in m["part_rates_sps"]]
         return [Ref("Hz", f) for f in m["part_f0_hz"]]
     if task == "pause_length":
-        return [Ref("seconds", m["pause_s"])]
+        return [Ref("seconds", v) for v in (*m["speech_edges_s"], m["pause_s"])]
     return []
 
 
@@ -97,13 +97,15 @@ def cited_values(think: str, unit: str) -> list[float]:
 
 
 def is_grounded(think: str, refs: Sequence[Ref]) -> bool:
-    """Every ref is cited, in order, within its tolerance (other numbers, e.g. thresholds, may sit
-    between them). No refs: nothing to ground, True."""
+    """The first values the chain cites in each unit are the measured ones, in order, each within its
+    tolerance (a chain states what it measured before it compares: thresholds and restatements come
+    after, so a later "590 Hz is higher than 305 Hz" cannot stand in for a wrong first reading). No refs:
+    nothing to ground, True."""
     for unit in {r.unit for r in refs}:
-        values = iter(cited_values(think, unit))
-        for ref in (r for r in refs if r.unit == unit):
-            if not any(ref.matches(v) for v in values):  # advances the iterator: an ordered match
-                return False
+        wanted = [r for r in refs if r.unit == unit]
+        cited = cited_values(think, unit)[: len(wanted)]
+        if len(cited) < len(wanted) or not all(r.matches(v) for r, v in zip(wanted, cited, strict=True)):
+            return False
     return True
 
 

@@ -23,7 +23,8 @@ from stepaudio_rt.training.data import text_pools as tp
 
 ORDINALS = ("first", "second", "third")
 BURST_GAP_S = 0.45  # a silence longer than this separates two bursts of beeps (beeps are <= 0.25 s apart)
-PAUSE_TOLERANCE_S = 0.25  # a stated pause length counts as right within this of the measured one
+PAUSE_TOLERANCE_S = 0.25
+MAX_TWO_PART_S = 7.0  # clips holding two utterances (speakers, rate change, pause) stay under this  # a stated pause length counts as right within this of the measured one
 
 
 def _has_carry(a: int, op: str, b: int) -> bool:
@@ -193,7 +194,8 @@ def gen_rate_change(rng: np.random.Generator, split: tk.Split, cot: bool) -> tk.
         a, meta_a = _rate_part(rng, texts[0], voice, fast=not speeds_up)
         b, meta_b = _rate_part(rng, texts[1], voice, fast=speeds_up)
         rates = [ac.speech_rate_sps(a, texts[0]), ac.speech_rate_sps(b, texts[1])]
-        if (rates[1] > 1.3 * rates[0]) if speeds_up else (rates[0] > 1.3 * rates[1]):
+        short = len(a) + len(b) <= MAX_TWO_PART_S * sg.SAMPLE_RATE
+        if short and ((rates[1] > 1.3 * rates[0]) if speeds_up else (rates[0] > 1.3 * rates[1])):
             break
     else:
         raise tk._unverified("rate_change")
@@ -244,7 +246,8 @@ def gen_speaker_compare(rng: np.random.Generator, split: tk.Split, cot: bool) ->
             parts.append(x_i)
             metas.append(m_i)
         lo, hi = values[1 - winner], values[winner]
-        if np.isfinite(lo) and np.isfinite(hi) and hi > 1.3 * lo:
+        short = sum(len(p) for p in parts) <= (MAX_TWO_PART_S - 0.6) * sg.SAMPLE_RATE
+        if np.isfinite(lo) and np.isfinite(hi) and hi > 1.3 * lo and short:
             break
     else:
         raise tk._unverified("speaker_compare")
@@ -294,7 +297,7 @@ def longest_pause(x: np.ndarray) -> tuple[float, float, float]:
 
 
 def gen_pause_length(rng: np.random.Generator, split: tk.Split, cot: bool) -> tk.Sample:
-    """Speech, a pause of 0.3-2.0 s, speech again: how long is the pause (answer within 0.25 s)?"""
+    """Speech, a pause of 0.3-1.6 s, speech again: how long is the pause (answer within 0.25 s)?"""
     for attempt in range(1, tk.MAX_ATTEMPTS + 1):  # noqa: B007 (read after the loop)
         voice = tk._pick_voice(rng, split)
         texts = [tk._split_sentence(rng, split, short=True), tk._split_sentence(rng, split, short=True)]
@@ -307,10 +310,10 @@ def gen_pause_length(rng: np.random.Generator, split: tk.Split, cot: bool) -> tk
             continue
         a = a[: trim_a[-1, 1]]
         b = b[trim_b[0, 0] :]
-        pause = round(float(rng.uniform(0.3, 2.0)), 2)
+        pause = round(float(rng.uniform(0.3, 1.6)), 2)
         x = np.concatenate([sg.silence(0.2), a, sg.silence(pause), b, sg.silence(0.2)])
         measured, end_a, start_b = longest_pause(x)
-        if abs(measured - pause) <= 0.1:
+        if abs(measured - pause) <= 0.1 and len(x) <= MAX_TWO_PART_S * sg.SAMPLE_RATE:
             break
     else:
         raise tk._unverified("pause_length")
@@ -326,6 +329,7 @@ def gen_pause_length(rng: np.random.Generator, split: tk.Split, cot: bool) -> tk
     m = tk._measure(x, meta)
     measured, end_a, start_b = longest_pause(x)  # on the final signal (a gain does not move the edges)
     m["pause_s"] = round(measured, 2)
+    m["speech_edges_s"] = [round(end_a, 2), round(start_b, 2)]
     # the chain's numbers add up exactly: edges rounded to 0.1 s, the pause their difference (within
     # 0.1 s of the measured pause, well inside the answer's tolerance)
     end_r, start_r = round(end_a, 1), round(start_b, 1)
