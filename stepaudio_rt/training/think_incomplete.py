@@ -15,12 +15,16 @@ The prompt pieces are tokenised one by one, as the engine appends them; the repl
 the reply's own token ids, exactly as the runtime feeds back what it already generated.
 
 Runtime defaults written to the checkpoint's ``generation_config.json`` (the lead's runtime reads these
-two keys): the demo model's reasoning is 1-3 sentences of 25-70 tokens (column arithmetic ~35 per step,
-a measured-value comparison ~30), so a 16-token reasoning segment lands the first articulation round
-after about half of the first step and gives 2-4 rounds per chain, where the paper's 80 tokens would be
-longer than most whole chains (think-first would degenerate to think-before-speak). Its replies are
-8-16 tokens ("46 plus 37 is 83." is 12 with digits split), so 6-token reply rounds give 2-3 rounds per
-reply, the paper's ~20 text tokens scaled to these short replies.
+two keys). Measured on 300 training samples of the v2 mixture with the demo tokenizer (digits split):
+reasoning is 1-3 sentences, median 40 tokens (10th percentile 24, 90th 63; column arithmetic 43, a
+three-operand problem 84, a measured-value comparison 25-54); replies median 9 tokens (90th 14). So:
+
+- ``reasoning_segment_tokens`` = 16: the first articulation round comes after about the first sentence's
+  worth of a short chain, and a median chain gives 2-3 rounds; the paper's 80 tokens would be longer than
+  90% of these chains, and think-first would degenerate into think-before-speak;
+- ``reply_segment_tokens`` = 6: the first round is about the restated question ("46 plus 37 is"), which
+  needs no reasoning, and the second carries the result; the paper's ~20 text tokens per round would be
+  the whole reply.
 """
 
 from __future__ import annotations
