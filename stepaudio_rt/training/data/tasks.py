@@ -579,9 +579,8 @@ def gen_self_cognition(rng: np.random.Generator, split: Split, cot: bool) -> Sam
     """ "Can you hear this?" over speech, beeps, tones or noise; the right answer acknowledges hearing."""
     if rng.random() < 0.2:
         q = _choice(rng, tp.HEAR_TEXT_QUESTIONS)
-        return Sample(
-            "self_cognition", None, q, "", "Yes, I can hear and understand audio.", "yes", {"kind": "text"}
-        )
+        reply = "Yes, I can hear you." if q == "Can you hear me?" else "Yes, I can hear and understand audio."
+        return Sample("self_cognition", None, q, "", reply, "yes", {"kind": "text"})
     kind = _choice(rng, ("speech", "speech", "beeps", "tones", "noise"))
     meta: dict[str, Any]
     if kind == "speech":

@@ -73,6 +73,7 @@ HEAR_QUESTIONS = (
     "Can you hear the audio?",
 )
 HEAR_TEXT_QUESTIONS = (
+    "Can you hear me?",  # typed in a session, it got "The answer is 43." from the v1 demo model
     "Can you hear audio?",
     "Are you able to listen to sound?",
     "Can you understand speech?",
