@@ -87,11 +87,12 @@ async def answer_sample(
     user_text: str,
     audio: Any,
     modes: dict[str, str] = MODES,
-    max_tokens: int = 96,
+    max_tokens: int = 160,
     system_prompt: str = DEMO_SYSTEM_PROMPT,
     chunk_seconds: float | None = None,
 ) -> dict[str, str]:
     """Greedy replies (raw generated text, think block included) for one user turn, per mode.
+    ``max_tokens`` 160: a three-operand problem's reasoning is about 85 tokens, its reply 15.
 
     The audio is cut as the server cuts it: at pauses, into chunks of at most ``chunk_seconds``, by
     default the checkpoint's own ``audio_chunk_seconds`` (what it was trained with)."""
@@ -185,7 +186,7 @@ def evaluate_checkpoint(
     n: int = 400,
     seed: int = 0,
     concurrency: int = 8,
-    max_tokens: int = 96,
+    max_tokens: int = 160,
     data_dir: str | Path | None = None,
     progress: bool = True,
     reasoning: ReasoningFigures | None = None,
