@@ -321,6 +321,8 @@ def test_miniature_pipeline_trains_resumes_exports_and_evaluates(tmp_path: Path)
         assert len(load_loss_log(work / f"distill_{it}" / "sft" / "loss.jsonl")) == cfg.sd_steps
         assert (work / f"distill_{it}" / "ckpt" / "config.json").exists()
     assert len(load_loss_log(work / "think_incomplete" / "loss.jsonl")) == cfg.ti_steps
+    assert (work / "self_distillation.png").stat().st_size > 1000
+    assert (work / "think_incomplete" / "loss.png").stat().st_size > 1000
     assert gen["reasoning_segment_tokens"] > 0 and gen["reply_segment_tokens"] > 0
     run = json.loads((out / "training_summary.json").read_text())
     assert {"sft_s", "distill_1_s", "distill_2_s", "think_incomplete_s"} <= set(run["timings_s"])

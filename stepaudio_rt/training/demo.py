@@ -45,7 +45,7 @@ from stepaudio_rt.model.prompt import (
 )
 from stepaudio_rt.model.tokenizer import THINK_TOKENS, StepAudioTokenizer
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
-from stepaudio_rt.training.plots import plot_loss_curve
+from stepaudio_rt.training.plots import plot_distill_iterations, plot_loss_curve
 from stepaudio_rt.training.sft import (
     FeatureStore,
     SftExample,
@@ -322,6 +322,14 @@ def train_demo(
     records = load_loss_log(result.log_path)
     if records:
         plot_loss_curve(records, out / "training_loss.png")
+    # the later stages' curves stay in the work directory, next to their metrics
+    for log_path in [*(work / f"distill_{i}" / "sft" / "loss.jsonl" for i in range(1, len(distill) + 1)),
+                     work / "think_incomplete" / "loss.jsonl"]:
+        stage_records = load_loss_log(log_path)
+        if stage_records:
+            plot_loss_curve(stage_records, log_path.with_name("loss.png"), title=f"{log_path.parent.name} loss")
+    if distill:
+        plot_distill_iterations(distill, work / "self_distillation.png")
     timings["total_s"] = time.perf_counter() - t_start
     summary = {
         "recipe": cfg.to_dict(),
