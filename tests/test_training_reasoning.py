@@ -302,3 +302,18 @@ def test_checkpoint_declares_think_while_speaking_defaults() -> None:
     d = think_while_speaking_defaults()
     assert set(d) == {"reasoning_segment_tokens", "reply_segment_tokens"}
     assert 16 <= d["reasoning_segment_tokens"] <= 24 and 4 <= d["reply_segment_tokens"] <= 8
+
+
+def test_retuning_a_later_stage_keeps_the_earlier_stages_cached() -> None:
+    """Stage cache keys ignore the knobs of later stages: new self-distillation settings must not redo the
+    hour of cold start, new think-incomplete settings not the self-distillation iterations."""
+    from stepaudio_rt.training.config import DemoConfig
+    from stepaudio_rt.training.demo import _stage_key
+
+    base = DemoConfig().to_dict()
+    later = DemoConfig(sd_steps=5, sd_k=4, ti_steps=3).to_dict()
+    assert _stage_key("sft", base) == _stage_key("sft", later)
+    assert _stage_key("sft", base) != _stage_key("sft", DemoConfig(steps=5).to_dict())
+    assert _stage_key("distill_1", base) != _stage_key("distill_1", later)
+    assert _stage_key("distill_2", base) == _stage_key("distill_2", DemoConfig(ti_steps=3).to_dict())
+    assert _stage_key("think_incomplete", base) != _stage_key("think_incomplete", DemoConfig(ti_steps=3).to_dict())

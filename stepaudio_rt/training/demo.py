@@ -185,7 +185,7 @@ def train_demo(
         """Whether ``stage`` can be reused: resuming, its key unchanged, and no stage it needs redone."""
         path = work / f"{stage}.key.json"
         ok = resume and not any(redone.get(d, False) for d in after) and path.exists()
-        ok = ok and json.loads(path.read_text()) == keys[stage]
+        ok = ok and _stage_key(stage, json.loads(path.read_text())) == _stage_key(stage, keys[stage])
         redone[stage] = not ok
         return ok
 
@@ -347,6 +347,18 @@ def train_demo(
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"[train demo] done in {timings['total_s'] / 60:.1f} min -> {out}", flush=True)
     return out
+
+
+# Recipe fields a training stage does not depend on: the knobs of the stages after it. Left out when a
+# stage's cache key is compared, so that retuning self-distillation does not redo the hour of cold start.
+_LATER_STAGE_FIELDS = {"sft": ("sd_", "ti_"), "distill": ("ti_",)}
+
+
+def _stage_key(stage: str, key: Any) -> Any:
+    prefixes = _LATER_STAGE_FIELDS.get(stage.split("_")[0], ())
+    if not prefixes or not isinstance(key, dict):
+        return key
+    return {k: v for k, v in key.items() if not k.startswith(prefixes)}
 
 
 def _peak_rss_gb() -> float:
