@@ -18,7 +18,13 @@ from stepaudio_rt.training.conversations import UserTurn, follow_up, make_dialog
 from stepaudio_rt.training.data import acoustics as ac
 from stepaudio_rt.training.data import reasoning_tasks as rt
 from stepaudio_rt.training.data import synth
-from stepaudio_rt.training.data.tasks import EMPTY_THINK, check_answer, extract_number, generate
+from stepaudio_rt.training.data.tasks import (
+    EMPTY_THINK,
+    check_answer,
+    extract_number,
+    generate,
+    is_eval_operands,
+)
 from stepaudio_rt.training.demo import train_demo_tokenizer
 from stepaudio_rt.training.self_distill import (
     TOLERANCES,
@@ -216,6 +222,7 @@ def test_follow_up_reasons_from_the_previous_answer() -> None:
         assert t.think.startswith("The last answer was 83.") and p["operands"][0] == 83
         assert extract_number(t.reply) == int(t.label) == (83 + p["operands"][1] if p["ops"] == ["+"] else 83 - p["operands"][1])
         assert int(t.label) >= 0
+        assert not is_eval_operands(*p["operands"])  # training follow-ups never use a held-out pair
 
 
 def test_sessions_mix_spoken_typed_and_follow_up_turns() -> None:

@@ -124,14 +124,18 @@ def typed_arithmetic(rng: np.random.Generator, split: tk.Split) -> DialogTurn:
     return DialogTurn(UserTurn(s.user_text), s.think, s.answer, s.task, s.label, dict(s.meta))
 
 
-def follow_up(rng: np.random.Generator, previous: int) -> DialogTurn:
-    """A typed follow-up on the previous numeric answer: "And plus 10 more?" -> "83 plus 10 is 93."."""
-    template = tk._choice(rng, FOLLOW_UPS)
-    op = "+" if "plus" in template else "-"
-    k = int(rng.integers(1, 40)) if op == "+" else int(rng.integers(1, max(2, min(40, previous + 1))))
-    if op == "-" and k > previous:
-        op = "+"
-        template = FOLLOW_UPS[0]
+def follow_up(rng: np.random.Generator, previous: int, split: tk.Split = "train") -> DialogTurn:
+    """A typed follow-up on the previous numeric answer: "And plus 10 more?" -> "83 plus 10 is 93.".
+    In training the pair (previous, k) is never a held-out operand pair."""
+    for _ in range(100):
+        template = tk._choice(rng, FOLLOW_UPS)
+        op = "+" if "plus" in template else "-"
+        k = int(rng.integers(1, 40)) if op == "+" else int(rng.integers(1, max(2, min(40, previous + 1))))
+        if op == "-" and k > previous:
+            op = "+"
+            template = FOLLOW_UPS[0]
+        if split == "eval" or not tk.is_eval_operands(previous, k):
+            break
     p = {"ops": [op], "operands": [previous, k], "steps": [tk._apply(previous, op, k)]}
     p["result"] = p["steps"][0]
     think = f"The last answer was {previous}. " + tk.arith_working(p)
@@ -163,7 +167,7 @@ def make_dialog(
     while len(turns) < n:
         prev = turns[-1] if turns else None
         if prev is not None and prev.task in ARITHMETIC_TASKS and rng.random() < follow_up_share:
-            turns.append(follow_up(rng, int(prev.label)))  # type: ignore[union-attr]
+            turns.append(follow_up(rng, int(prev.label), split))  # type: ignore[union-attr]
         elif rng.random() < typed_share:
             turns.append(typed_arithmetic(rng, split))
         else:
