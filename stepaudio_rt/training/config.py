@@ -1,8 +1,10 @@
 """The demo recipe: every knob of ``stepaudio-rt train demo`` in one dataclass, plus the two serving constants
 the trained model depends on.
 
-The defaults are sized so that the whole pipeline (synthesis, tokenizer, frozen-encoder features, SFT)
-finishes in well under 90 minutes on a 2-core CPU with a fixed seed. :meth:`DemoConfig.mini` is the
+The defaults are sized for a 2-core CPU with a fixed seed: the v1 recipe (synthesis, tokenizer,
+frozen-encoder features, cold-start SFT) took about 69 minutes; the v2 stages after it (two
+self-distillation iterations, think-incomplete SFT) are sized to keep the whole rebuild well inside the
+4 hours issue 12 allows (not yet measured end to end). :meth:`DemoConfig.mini` is the
 miniature used by CI (a few dozen samples, a few steps).
 """
 
