@@ -311,13 +311,18 @@ def eval_cmd(
     modes: Annotated[str, typer.Option(help="comma-separated: thinking, empty_think, think_first, speak_first")] = (
         "thinking,empty_think,think_first,speak_first"
     ),
+    quick: Annotated[bool, typer.Option(help="per-task accuracy only, no think-budget/session figures")] = False,
 ) -> None:
     """Accuracy per task on the held-out spoken tasks, through the TorchEngine: thinking, the empty think
-    block, and think-while-speaking (think_first, speak_first); prints and saves JSON + PNG."""
+    block, and think-while-speaking (think_first, speak_first); plus accuracy against think budget, turn 1
+    vs turns 2-6 of sessions, partial reasoning and reply audio length (unless --quick); prints and saves
+    JSON + PNG."""
     from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
-    from stepaudio_rt.training.evaluate import evaluate_checkpoint
+    from stepaudio_rt.training.evaluate import ReasoningFigures, evaluate_checkpoint
 
-    evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, modes=modes.split(","))
+    figures = ReasoningFigures() if quick else ReasoningFigures.full()
+    evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, reasoning=figures,
+                        modes=modes.split(","))
 
 
 def main() -> None:  # pragma: no cover - console entry point

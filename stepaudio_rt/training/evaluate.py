@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,16 @@ from stepaudio_rt.model.mind_paced import (
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
 from stepaudio_rt.model.tokenizer import THINK_CLOSE
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT
+from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS
+from stepaudio_rt.training.eval_reasoning import (
+    BUDGETS,
+    SESSION_TURNS,
+    partial_reasoning_accuracy,
+    plot_budget_curve,
+    reply_length_summary,
+    session_accuracy,
+    think_budget_accuracy,
+)
 from stepaudio_rt.training.plots import plot_task_accuracy
 from stepaudio_rt.training.sft import prompt_segments
 
@@ -54,6 +65,35 @@ CANNOT_HEAR = re.compile(
     r"\b(only|text[- ]based)\s+(text|model|assistant)|\bno audio\b",
     re.IGNORECASE,
 )
+
+
+@dataclass(frozen=True)
+class ReasoningFigures:
+    """Which reasoning figures to compute, on how many held-out samples (0: skip that figure)."""
+
+    budgets: tuple[int, ...] = BUDGETS
+    budget_n: int = 0
+    sessions: int = 0  # sessions of session_turns spoken questions
+    session_turns: int = SESSION_TURNS
+    partial_n: int = 0
+
+    @classmethod
+    def full(cls) -> ReasoningFigures:
+        """The CLI default: every figure, sized to run in a few minutes on a 2-core CPU."""
+        return cls(budget_n=150, sessions=25, partial_n=150)
+
+    async def run(self, engine: Engine, samples: list) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.budget_n > 0:
+            out["think_budget"] = await think_budget_accuracy(engine, samples[: self.budget_n], self.budgets)
+        if self.sessions > 0:
+            spoken = [s for s in samples if s.audio is not None and s.task not in TEXT_ONLY_TASKS]
+            out["sessions"] = await session_accuracy(
+                engine, spoken[: self.sessions * self.session_turns], self.session_turns
+            )
+        if self.partial_n > 0:
+            out["partial_reasoning"] = await partial_reasoning_accuracy(engine, samples[: self.partial_n])
+        return out
 
 
 async def mind_paced_reply(engine: Engine, ctx: Context, mode: str, max_tokens: int) -> str:
@@ -87,13 +127,14 @@ async def answer_sample(
     user_text: str,
     audio: Any,
     modes: dict[str, str] = MODES,
-    max_tokens: int = 96,
+    max_tokens: int = 160,
     system_prompt: str = DEMO_SYSTEM_PROMPT,
     chunk_seconds: float | None = None,
     mind_paced_modes: Sequence[str] = (),
 ) -> dict[str, str]:
     """Greedy replies (raw generated text, think block included) for one user turn, per mode: each of
     ``modes`` (generation prefix -> one decode stream) and each of ``mind_paced_modes``.
+    ``max_tokens`` 160: a three-operand problem's reasoning is about 85 tokens, its reply 15.
 
     The audio is cut as the server cuts it: at pauses, into chunks of at most ``chunk_seconds``, by
     default the checkpoint's own ``audio_chunk_seconds`` (what it was trained with)."""
@@ -102,7 +143,7 @@ async def answer_sample(
     ctx = engine.new_context()
     forks = []
     try:
-        before, after = prompt_segments(user_text, system_prompt)
+        before, after = prompt_segments(user_text, system_prompt, has_audio=audio is not None)
         for piece in before:
             await engine.append_text(ctx, piece)
         if audio is not None:
@@ -193,15 +234,18 @@ def evaluate_checkpoint(
     n: int = 400,
     seed: int = 0,
     concurrency: int = 8,
-    max_tokens: int = 96,
+    max_tokens: int = 160,
     data_dir: str | Path | None = None,
     progress: bool = True,
     modes: Sequence[str] = ALL_MODES,
+    reasoning: ReasoningFigures | None = None,
 ) -> dict[str, Any]:
     """Evaluate the checkpoint at ``path`` on ``n`` held-out samples; writes ``eval.json``,
     ``eval_samples.jsonl`` and ``eval_accuracy.png`` to ``out_dir`` and returns the summary.
 
     The held-out split is synthesised afresh (deterministic in ``seed``) unless ``data_dir`` holds one.
+    ``reasoning`` adds the reasoning figures (``training.eval_reasoning``) under ``summary["reasoning"]``
+    and ``eval_think_budget.png``; by default only the reply audio length is added (it needs no decoding).
     """
     from stepaudio_rt.model.torch_engine import TorchEngine
     from stepaudio_rt.training.data.build import build_dataset, load_split
@@ -224,14 +268,26 @@ def evaluate_checkpoint(
     # and articulation streams).
     engine = TorchEngine.from_pretrained(path, max_contexts=4 * concurrency + 4, progress=progress)
 
-    async def run() -> list[dict]:
+    figures = reasoning or ReasoningFigures()
+
+    async def run() -> tuple[list[dict], dict[str, Any]]:
         try:
-            return await _evaluate(engine, samples, concurrency, max_tokens, progress, modes)
+            rows = await _evaluate(engine, samples, concurrency, max_tokens, progress, modes)
+            return rows, await figures.run(engine, samples)
         finally:
             await engine.aclose()
 
-    rows = asyncio.run(run())
+    rows, extra = asyncio.run(run())
     summary = _summarise(rows, list(modes))
+    # reply audio length per mode: the same rows, so a new mode gets its figure for free (the
+    # think-while-speaking modes' replies are "reasoning</think>reply", as a thinking decode's)
+    extra["reply_audio"] = {
+        m: reply_length_summary([r["replies"][m] for r in rows], MODES.get(m, GENERATION_PREFIX) == GENERATION_PREFIX)
+        for m in modes
+    }
+    summary["reasoning"] = extra
+    if "think_budget" in extra:
+        plot_budget_curve(extra["think_budget"], out / "eval_think_budget.png")
     summary.update(checkpoint=str(path), seed=seed, seconds=round(time.perf_counter() - t0, 1))
     (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     with (out / "eval_samples.jsonl").open("w") as f:
@@ -262,7 +318,31 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"weakest voices ({modes[0]}): "
             + ", ".join(f"{v} {100 * a:.0f}% of {summary['voice_counts'][v]}" for v, a in worst)
         )
+    lines += _format_reasoning(summary.get("reasoning", {}))
     return "\n".join(lines)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _format_reasoning(r: dict[str, Any]) -> list[str]:
+    lines = []
+    if "think_budget" in r:
+        tb = r["think_budget"]
+        lines.append("think budget: " + ", ".join(f"{b}={_pct(tb['overall'][str(b)])}" for b in tb["budgets"]))
+    if "sessions" in r:
+        se = r["sessions"]
+        lines.append(
+            f"sessions ({se['sessions']} x {se['turns']} turns): turn 1 {_pct(se['turn_1'])}, "
+            f"turns 2+ {_pct(se['turns_2_plus'])}"
+        )
+    if "partial_reasoning" in r:
+        pr = r["partial_reasoning"]["accuracy"]
+        lines.append(f"reply after reasoning cut to L steps: L=0 {_pct(pr['none'])}, partial {_pct(pr['partial'])}, full {_pct(pr['full'])}")
+    for mode, ra in r.get("reply_audio", {}).items():
+        lines.append(f"reply audio ({mode}, {ra['tts']}): median {ra['median_s']} s, p90 {ra['p90_s']} s")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,8 +357,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--modes", default=",".join(ALL_MODES), help="comma-separated: " + ", ".join(ALL_MODES))
+    ap.add_argument("--quick", action="store_true", help="per-task accuracy only, no reasoning figures")
     a = ap.parse_args(argv)
-    evaluate_checkpoint(a.model, a.out, n=a.n, seed=a.seed, data_dir=a.data, modes=a.modes.split(","))
+    figures = ReasoningFigures() if a.quick else ReasoningFigures.full()
+    evaluate_checkpoint(a.model, a.out, n=a.n, seed=a.seed, data_dir=a.data, reasoning=figures,
+                        modes=a.modes.split(","))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,28 @@ def plot_task_accuracy(
     fig.savefig(out_path)
     plt.close(fig)
     return out_path
+
+
+def plot_distill_iterations(reports: Sequence[dict], out_path: Path) -> Path:
+    """Per self-distillation iteration: kept fraction, grounding rate and held-out accuracy (thinking)."""
+    if not reports:
+        raise ValueError("no iterations to plot")
+    its = [r["iteration"] for r in reports]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.plot(its, [100 * r["kept_fraction"] for r in reports], "o-", label="kept chains")
+    ax.plot(its, [100 * r["grounding_rate"] for r in reports], "s-", label="grounding rate")
+    acc = [(r["iteration"], 100 * r["heldout_accuracy"]["thinking"]) for r in reports if "heldout_accuracy" in r]
+    if acc:
+        ax.plot(*zip(*acc, strict=True), "^-", label="held-out accuracy (thinking)")
+    ax.set_xticks(its)
+    ax.set_xlabel("self-distillation iteration")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("MGRD self-distillation")
+    fig.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path)
+    plt.close(fig)
+    return out_path

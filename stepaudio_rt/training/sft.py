@@ -55,16 +55,19 @@ IGNORE_INDEX = -100
 # ------------------------------------------------------------------------------------------- prompts
 
 
-def prompt_segments(user_text: str, system_prompt: str = DEMO_SYSTEM_PROMPT) -> tuple[list[str], list[str]]:
+def prompt_segments(
+    user_text: str, system_prompt: str = DEMO_SYSTEM_PROMPT, has_audio: bool = True
+) -> tuple[list[str], list[str]]:
     """(text pieces before the audio blocks, pieces after them) of a user turn.
 
     The pieces are the server's own ``append_text`` calls (``streaming/conversation.py``); each is
     tokenised on its own, so training sees the exact token boundaries that serving produces. The
-    generation prefix is left to the caller (``<think>\\n`` or the empty think block).
+    generation prefix is left to the caller (``<think>\\n`` or the empty think block). The server puts
+    a ``\\n`` after typed text only when audio follows it (``has_audio``).
     """
     before = [system_block(system_prompt), USER_PREFIX]
     if user_text:
-        before += [user_text, "\n"]
+        before += [user_text, "\n"] if has_audio else [user_text]
     return before, [END_OF_TURN]
 
 

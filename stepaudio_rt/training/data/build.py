@@ -32,23 +32,31 @@ from tqdm import tqdm
 from stepaudio_rt.training.data.signals import SAMPLE_RATE
 from stepaudio_rt.training.data.tasks import SPLITS, TASK_NAMES, TEXT_ONLY_TASKS, Sample, Split, generate
 
-FORMAT_VERSION = 1
-AUDIO_COT_RATE = 0.10  # share of audio samples whose target carries acoustic reasoning (as in the paper)
+FORMAT_VERSION = 2
+# Every sample is stored with its full reasoning (the audio CoT grounded in measured values); which
+# training examples keep it and which get the empty think block is decided when the SFT examples are made
+# (``training.targets.EMPTY_THINK_SHARE``), so one synthesised clip can serve both forms.
 
 # Mixture weights. Arithmetic and perception carry the evaluation targets, so they get most of the data;
 # text tasks keep the decoder's text skills alive (the paper's cold-start mix).
 TASK_WEIGHTS: dict[str, float] = {
-    "spoken_arithmetic": 0.25,
-    "beep_count": 0.08,
-    "tone_compare": 0.10,  # the slowest perception task to learn (it compares two moments of the clip)
-    "voice_pitch": 0.08,
-    "speech_rate": 0.08,
-    "loudness": 0.08,
-    "noise": 0.08,
-    "transcription": 0.05,  # SFT adds every other speech clip once more as a transcription example
-    "self_cognition": 0.05,
-    "text_arithmetic": 0.10,
-    "text_chat": 0.05,
+    "spoken_arithmetic": 0.18,
+    "spoken_multistep": 0.08,
+    "beep_count": 0.05,
+    "beep_bursts": 0.05,
+    "tone_compare": 0.07,  # the slowest perception task to learn (it compares two moments of the clip)
+    "highest_tone": 0.05,
+    "voice_pitch": 0.05,
+    "speech_rate": 0.05,
+    "rate_change": 0.05,
+    "speaker_compare": 0.06,
+    "pause_length": 0.05,
+    "loudness": 0.05,
+    "noise": 0.05,
+    "transcription": 0.04,  # SFT adds every other speech clip once more as a transcription example
+    "self_cognition": 0.04,
+    "text_arithmetic": 0.05,
+    "text_chat": 0.03,
 }
 assert set(TASK_WEIGHTS) == set(TASK_NAMES), "every task needs a weight"
 
@@ -93,8 +101,8 @@ def task_schedule(n: int, seed: int, split: Split, weights: dict[str, float] | N
 def make_sample(task: str, seed: int, split: Split, index: int) -> Sample:
     """Sample ``index`` of ``split``: a pure function of its arguments."""
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
-    cot = task not in TEXT_ONLY_TASKS and bool(rng.random() < AUDIO_COT_RATE)
-    return generate(task, rng, split, cot)
+    rng.random()  # the draw that chose the reasoning in format 1: kept, so the clips stay the same
+    return generate(task, rng, split, task not in TEXT_ONLY_TASKS)
 
 
 def _to_int16(x: np.ndarray) -> np.ndarray:
@@ -170,7 +178,6 @@ def build_dataset(n_train: int, n_eval: int, out_dir: Path, seed: int = 0, worke
         "n_eval": n_eval,
         "sample_rate": SAMPLE_RATE,
         "task_weights": TASK_WEIGHTS,
-        "audio_cot_rate": AUDIO_COT_RATE,
         "counts": counts,
         "build_seconds": round(time.perf_counter() - t0, 2),
         "workers": workers,

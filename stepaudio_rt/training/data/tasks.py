@@ -253,11 +253,21 @@ def arith_working(p: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def arith_reply(p: dict[str, Any], thought: bool) -> str:
-    """The reply to an arithmetic question. The working is written once: in the think block when the
-    sample reasons (then the reply just gives the result), otherwise in the reply itself, which a voice
-    assistant may well say aloud ("47 plus 38: 7 plus 8 is 15, ...")."""
-    return f"The answer is {p['result']}." if thought else arith_working(p)
+def arith_question(p: dict[str, Any]) -> str:
+    """The problem restated in words: "46 plus 37", "51 minus 9 plus 30", "83 minus 46" ("how much more")."""
+    ops, nums = p["ops"], p["operands"]
+    text = f"{nums[0]} {tp.OP_WORDS[ops[0]]} {nums[1]}"
+    if len(ops) == 2:
+        text += f" {tp.OP_WORDS[ops[1]]} {nums[2]}"
+    return text
+
+
+def arith_reply(p: dict[str, Any]) -> str:
+    """The spoken reply: the problem restated, then the result ("46 plus 37 is 83."; "how much more is 83
+    than 46" -> "83 minus 46 is 37.", so the answer is always the reply's last number). The working never
+    goes here: it is in the think block (or, with an empty think block, nowhere), because a voice
+    assistant that reads out column arithmetic talks for 6-7 s where 2 s would do."""
+    return f"{arith_question(p)} is {p['result']}."
 
 
 def _arith_words(
@@ -291,15 +301,15 @@ def gen_spoken_arithmetic(rng: np.random.Generator, split: Split, cot: bool) -> 
     x = _level_and_noise(rng, x, meta)
     m = _measure(x, meta)
     meta.update(p)
-    think = ""
-    if cot:
-        think = f"The spoken question lasts {m['active_s']:.1f} seconds. " + arith_working(p)
+    meta["spoken_s"] = m["active_s"]
+    # the reasoning first writes down what was heard (the operands), then works the columns
+    think = f"I hear {arith_question(p)}. " + arith_working(p) if cot else ""
     return Sample(
         "spoken_arithmetic",
         x,
         _choice(rng, tp.ARITH_AUDIO_INSTRUCTIONS),
         think,
-        arith_reply(p, bool(think)),
+        arith_reply(p),
         str(p["result"]),
         meta,
     )
@@ -315,7 +325,7 @@ def gen_text_arithmetic(rng: np.random.Generator, split: Split, cot: bool = True
         None,
         q,
         arith_working(p) if cot else "",
-        arith_reply(p, cot),
+        arith_reply(p),
         str(p["result"]),
         dict(p),
     )
@@ -569,9 +579,8 @@ def gen_self_cognition(rng: np.random.Generator, split: Split, cot: bool) -> Sam
     """ "Can you hear this?" over speech, beeps, tones or noise; the right answer acknowledges hearing."""
     if rng.random() < 0.2:
         q = _choice(rng, tp.HEAR_TEXT_QUESTIONS)
-        return Sample(
-            "self_cognition", None, q, "", "Yes, I can hear and understand audio.", "yes", {"kind": "text"}
-        )
+        reply = "Yes, I can hear you." if q == "Can you hear me?" else "Yes, I can hear and understand audio."
+        return Sample("self_cognition", None, q, "", reply, "yes", {"kind": "text"})
     kind = _choice(rng, ("speech", "speech", "beeps", "tones", "noise"))
     meta: dict[str, Any]
     if kind == "speech":
@@ -608,6 +617,13 @@ def gen_text_chat(rng: np.random.Generator, split: Split, cot: bool = False) -> 
 
 Generator = Callable[[np.random.Generator, Split, bool], Sample]
 
+# The reasoning tasks build on the helpers above (imported here, after them, on purpose).
+from stepaudio_rt.training.data.reasoning_tasks import (  # noqa: E402
+    ORDINALS,
+    PAUSE_TOLERANCE_S,
+    REASONING_TASKS,
+)
+
 TASKS: dict[str, Generator] = {
     "spoken_arithmetic": gen_spoken_arithmetic,
     "beep_count": gen_beep_count,
@@ -620,6 +636,7 @@ TASKS: dict[str, Generator] = {
     "self_cognition": gen_self_cognition,
     "text_arithmetic": gen_text_arithmetic,
     "text_chat": gen_text_chat,
+    **REASONING_TASKS,
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
 TEXT_ONLY_TASKS = frozenset({"text_arithmetic", "text_chat"})
@@ -779,6 +796,22 @@ _REFUSALS = (
 )
 
 
+NUMBER_TASKS = frozenset({"spoken_arithmetic", "text_arithmetic", "beep_count", "spoken_multistep", "beep_bursts"})
+ORDINAL_TASKS = frozenset({"highest_tone", "speaker_compare"})
+
+
+def _ordinal_answer(reply: str) -> str | None:
+    """The one ordinal (first/second/third) the reply names, or None when it names none or several."""
+    named = {w for w in re.findall(r"[a-z]+", reply.lower()) if w in ORDINALS}
+    return named.pop() if len(named) == 1 else None
+
+
+def extract_seconds(reply: str) -> float | None:
+    """The last decimal number of the reply ("The pause lasts 1.2 seconds." -> 1.2); None if none."""
+    nums = re.findall(r"\d+(?:\.\d+)?", _words_to_numbers(strip_think(reply)).replace(" . ", "."))
+    return float(nums[-1]) if nums else None
+
+
 def check_answer(task: str, reply_text: str, label: str) -> bool:
     """Verifiable reward: does the reply (think block allowed, ignored) give the label's answer?"""
     if task not in TASKS:
@@ -786,8 +819,18 @@ def check_answer(task: str, reply_text: str, label: str) -> bool:
     reply = strip_think(reply_text)
     if not reply:
         return False
-    if task in ("spoken_arithmetic", "text_arithmetic", "beep_count"):
+    if task in NUMBER_TASKS:
         return extract_number(reply) == int(label)
+    if task in ORDINAL_TASKS:
+        return _ordinal_answer(reply) == label
+    if task == "rate_change":
+        low = reply.lower()
+        up = any(k in low for k in ("speeds up", "speed up", "faster", "quicker"))
+        down = any(k in low for k in ("slows down", "slow down", "slower"))
+        return (up and not down) if label == "up" else (down and not up)
+    if task == "pause_length":
+        said = extract_seconds(reply)
+        return said is not None and abs(said - float(label)) <= PAUSE_TOLERANCE_S
     if task in ("tone_compare", "voice_pitch", "speech_rate", "loudness", "noise"):
         if task == "tone_compare":
             # "The first tone is lower, the second is higher": judge by the clause that says "higher".

@@ -52,6 +52,19 @@ RATE_QUESTIONS = ("Is the speech fast or slow?", "Is the speaker talking fast or
 LOUDNESS_QUESTIONS = ("Is the audio loud or quiet?", "Is the speaker loud or quiet?")
 NOISE_QUESTIONS = ("Is the background clean or noisy?", "Is there background noise or is it clean?")
 TRANSCRIBE_QUESTIONS = ("What did the speaker say?", "Transcribe the audio.", "Repeat what you heard.")
+BURST_TOTAL_QUESTIONS = (
+    "How many beeps are there in the two bursts together?",
+    "How many beeps do you hear in all?",
+)
+BURST_DIFF_QUESTIONS = (
+    "How many more beeps are in the longer burst?",
+    "By how many beeps do the two bursts differ?",
+)
+HIGHEST_TONE_QUESTIONS = ("Which of the three tones is the highest?", "Which tone is highest, first, second or third?")
+RATE_CHANGE_QUESTIONS = ("Does the speech speed up or slow down?", "Does the speaker get faster or slower?")
+SPEAKER_FASTER_QUESTIONS = ("Which speaker talks faster, the first or the second?", "Who speaks faster?")
+SPEAKER_HIGHER_QUESTIONS = ("Which speaker has the higher voice, the first or the second?", "Whose voice is higher?")
+PAUSE_QUESTIONS = ("How long is the pause?", "How many seconds does the pause last?")
 HEAR_QUESTIONS = (
     "Can you hear this?",
     "Can you hear me?",
@@ -60,6 +73,7 @@ HEAR_QUESTIONS = (
     "Can you hear the audio?",
 )
 HEAR_TEXT_QUESTIONS = (
+    "Can you hear me?",  # typed in a session, it got "The answer is 43." from the v1 demo model
     "Can you hear audio?",
     "Are you able to listen to sound?",
     "Can you understand speech?",
