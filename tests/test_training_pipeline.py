@@ -345,7 +345,7 @@ def test_miniature_pipeline_trains_resumes_exports_and_evaluates(tmp_path: Path)
     assert (tmp_path / "eval" / "eval_think_budget.png").stat().st_size > 1000
     assert reasoning["sessions"]["sessions"] == 1 and set(reasoning["sessions"]["accuracy_per_turn"]) == {"1", "2"}
     assert set(reasoning["partial_reasoning"]["accuracy"]) == {"none", "partial", "full"}
-    assert set(reasoning["reply_audio"]) == {"thinking", "empty_think"}
+    assert set(reasoning["reply_audio"]) == {"thinking", "empty_think", "think_first", "speak_first"}
 
 
 needs_checkpoint = pytest.mark.skipif(
