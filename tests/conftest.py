@@ -68,6 +68,13 @@ class LiveServer:
     def health(self) -> dict[str, object]:
         return json.loads(self.get("/healthz")[1])
 
+    def metric(self, series: str) -> float:
+        """The value of one Prometheus series (e.g. ``name_count{mode="speak_first"}``), 0 if absent."""
+        for line in self.get("/metrics")[1].splitlines():
+            if line.startswith(series + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

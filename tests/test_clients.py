@@ -152,14 +152,8 @@ def test_talk_prints_reply_and_latency_and_saves_wav(live_server: LiveServer, tm
 
 
 def test_talk_manual_mode_speaking_first(live_server: LiveServer, tmp_path) -> None:
-    import re
-
-    def speak_first_responses() -> float:
-        found = re.search(r'stepaudio_rt_first_packet_by_mode_seconds_count\{mode="speak_first"\} ([0-9.]+)',
-                          live_server.get("/metrics")[1])
-        return float(found.group(1)) if found else 0.0
-
-    before = speak_first_responses()
+    speak_first = 'stepaudio_rt_first_packet_by_mode_seconds_count{mode="speak_first"}'
+    before = live_server.metric(speak_first)
     out = tmp_path / "reply.wav"
     result = CliRunner().invoke(
         app,
@@ -169,7 +163,7 @@ def test_talk_manual_mode_speaking_first(live_server: LiveServer, tmp_path) -> N
     assert result.exit_code == 0, result.output
     assert "commit + response.create" in result.output and "reasoning:" not in result.output
     assert sf.info(out).frames > 0
-    assert speak_first_responses() == before + 1  # the session asked for think-while-speaking
+    assert live_server.metric(speak_first) == before + 1  # the session asked for think-while-speaking
 
 
 def test_talk_bad_inputs(tmp_path) -> None:

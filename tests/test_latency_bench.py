@@ -123,14 +123,8 @@ def test_bench_errors_and_other_subcommands(tmp_path) -> None:
 
 
 def test_bench_thinking_mode_reaches_the_server(live_server: LiveServer, tmp_path) -> None:
-    import re
-
-    def speak_first_count() -> float:
-        found = re.search(r'stepaudio_rt_first_packet_by_mode_seconds_count\{mode="speak_first"\} ([0-9.]+)',
-                          live_server.get("/metrics")[1])
-        return float(found.group(1)) if found else 0.0
-
-    before = speak_first_count()
+    speak_first = 'stepaudio_rt_first_packet_by_mode_seconds_count{mode="speak_first"}'
+    before = live_server.metric(speak_first)
     out = tmp_path / "mps"
     result = CliRunner().invoke(
         app,
@@ -140,6 +134,6 @@ def test_bench_thinking_mode_reaches_the_server(live_server: LiveServer, tmp_pat
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "latency.json").read_text())
     assert doc["config"]["thinking_mode"] == "speak_first" and doc["levels"]["1"]["ok"] == 1
-    assert speak_first_count() == before + 1
+    assert live_server.metric(speak_first) == before + 1
     with pytest.raises(ValueError, match="thinking_mode"):
         BenchConfig(thinking_mode="eventually").validate()
