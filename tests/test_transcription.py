@@ -95,7 +95,8 @@ async def test_broken_transcriber_fails_the_item_not_the_session(live_server: Li
         assert failed["item_id"] == committed["item_id"]
         assert "/nonexistent/whisper" in failed["error"]["message"]
         _sdk_check(failed)
-        await s.until("response.done", timeout=60)
+        if not s.check.of_type("response.done"):  # transcription may also start after the response ended
+            await s.until("response.done", timeout=60)
         # The session lives on: another turn (typed) gets a reply.
         await s.text_turn("Hello?")
         done = await s.until("response.done", timeout=60)
