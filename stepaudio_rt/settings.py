@@ -14,8 +14,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stepaudio_rt.model.engine import checkpoint_listen_chunk_seconds
 from stepaudio_rt.model.mind_paced import (
-    DEFAULT_REASONING_SEGMENT_TOKENS,
-    DEFAULT_REPLY_SEGMENT_TOKENS,
     LagPolicy,
     MindPacedConfig,
     ThinkingMode,
@@ -166,27 +164,14 @@ class Settings(BaseSettings):
         """Think-while-speaking settings of one response (None = sequential). Each value comes from the
         first that has it: the request (arguments), the server (flags / environment), the checkpoint's
         generation_config, the built-in defaults."""
-        ckpt = checkpoint_thinking_defaults(generation_config)
-
-        def pick(request: object, server: object, key: str, default: object) -> object:
-            for value in (request, server, ckpt.get(key)):
-                if value is not None:
-                    return value
-            return default
-
-        chosen = pick(mode, self.thinking_mode, "thinking_mode", "sequential")
-        if chosen == "sequential":
+        chosen = mode or self.thinking_mode or checkpoint_thinking_defaults(generation_config).get("thinking_mode")
+        if chosen in (None, "sequential"):
             return None
-        return MindPacedConfig(
-            mode=chosen,  # type: ignore[arg-type]
-            reasoning_segment_tokens=int(
-                pick(reasoning_segment_tokens, self.reasoning_segment_tokens, "reasoning_segment_tokens",
-                     DEFAULT_REASONING_SEGMENT_TOKENS)  # type: ignore[arg-type]
-            ),
-            reply_segment_tokens=int(
-                pick(reply_segment_tokens, self.reply_segment_tokens, "reply_segment_tokens",
-                     DEFAULT_REPLY_SEGMENT_TOKENS)  # type: ignore[arg-type]
-            ),
+        return MindPacedConfig.for_checkpoint(
+            generation_config,
+            str(chosen),
+            reasoning_segment_tokens or self.reasoning_segment_tokens,
+            reply_segment_tokens or self.reply_segment_tokens,
             lag_policy=self.reasoning_lag_policy,
         )
 

@@ -61,6 +61,24 @@ class MindPacedConfig:
     # listener that needs the next round exactly when the next segment is written.
     lockstep: bool = False
 
+    @classmethod
+    def for_checkpoint(
+        cls,
+        generation_config: dict,
+        mode: str,
+        reasoning_segment_tokens: int | None = None,
+        reply_segment_tokens: int | None = None,
+        **kwargs: object,
+    ) -> MindPacedConfig:
+        """Segment sizes given here, else those the checkpoint declares, else the built-in defaults."""
+        declared = checkpoint_thinking_defaults(generation_config)
+        return cls(
+            mode,  # type: ignore[arg-type]
+            int(reasoning_segment_tokens or declared.get("reasoning_segment_tokens", DEFAULT_REASONING_SEGMENT_TOKENS)),  # type: ignore[call-overload]
+            int(reply_segment_tokens or declared.get("reply_segment_tokens", DEFAULT_REPLY_SEGMENT_TOKENS)),  # type: ignore[call-overload]
+            **kwargs,  # type: ignore[arg-type]
+        )
+
     def __post_init__(self) -> None:
         if self.mode not in ("think_first", "speak_first"):
             raise ValueError(f"mind-paced mode must be think_first or speak_first, got {self.mode!r}")
@@ -263,8 +281,10 @@ class MindPacedGeneration:
                         break
                     self.reasoning_tokens += 1
                     raw += d.text
-                    closed = THINK_CLOSE in raw or not d.in_think
-                    visible = raw.split(THINK_CLOSE, 1)[0]
+                    # Only the new text (and a tag it may complete) can hold </think>: no rescan of it all.
+                    tag_at = raw.find(THINK_CLOSE, max(0, len(raw) - len(d.text) - len(THINK_CLOSE)))
+                    closed = tag_at >= 0 or not d.in_think
+                    visible = raw[:tag_at] if tag_at >= 0 else raw
                     publish = len(visible) if closed else _safe_end(visible)
                     if publish > sent:
                         self._queue.put_nowait(ReasoningText(visible[sent:publish]))

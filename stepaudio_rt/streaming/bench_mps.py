@@ -30,7 +30,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from stepaudio_rt.model.engine import Engine, SamplingParams
+from stepaudio_rt.model.engine import Context, Engine, SamplingParams
 from stepaudio_rt.model.mind_paced import THINKING_MODES, MindPacedConfig
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, USER_PREFIX
 from stepaudio_rt.streaming.conversation import TextPart, Turn
@@ -56,14 +56,27 @@ def _options(mode: str, reasoning: int, audio: bool, reply_tokens: int, cfg: dic
     )
 
 
+async def _asked(engine: Engine, tts: TTSBackend | None) -> Scheduler:
+    """A session whose conversation holds the question, prefilled: the end of a user turn."""
+    sched = Scheduler(engine, tts, instructions="You are a helpful voice assistant.")
+    sched.conversation.insert(Turn("u0", "user", [TextPart(QUESTION)]))
+    await sched.conversation.sync()
+    return sched
+
+
+async def _question_context(engine: Engine) -> Context:
+    """A bare context: the question and the generation prefix (for decode-speed measurements)."""
+    ctx = engine.new_context()
+    await engine.append_text(ctx, USER_PREFIX + QUESTION + GENERATION_PREFIX)
+    return ctx
+
+
 async def first_audio(
     engine: Engine, tts: TTSBackend | None, options: ResponseOptions, settle_s: float = 1.0
 ) -> float:
     """Seconds from end of turn (the response is requested) to the first audio delta (without TTS: the
     first reply text delta); the response is cancelled then."""
-    sched = Scheduler(engine, tts, instructions="You are a helpful voice assistant.")
-    sched.conversation.insert(Turn("u0", "user", [TextPart(QUESTION)]))
-    await sched.conversation.sync()
+    sched = await _asked(engine, tts)
     run = sched.response(options)
     t0 = time.perf_counter()
     first: float | None = None
@@ -84,8 +97,7 @@ async def first_audio(
 
 async def stream_throughput(engine: Engine, tokens: int = 128) -> dict[str, float]:
     """Decode tokens/s of one stream alone, and per stream with two streams decoding together."""
-    ctx = engine.new_context()
-    await engine.append_text(ctx, USER_PREFIX + QUESTION + GENERATION_PREFIX)
+    ctx = await _question_context(engine)
     await engine.flush(ctx)
     # Greedy, as the demo checkpoint is served (its generation_config says do_sample: false); sampling
     # adds the same per-token cost to either side.
@@ -116,9 +128,7 @@ async def stream_throughput(engine: Engine, tokens: int = 128) -> dict[str, floa
 
 async def round_overhead(engine: Engine, tts: TTSBackend | None, cfg: dict[str, int], reasoning: int = 256) -> dict:
     """One complete speak_first response: its rounds' fork + re-prefill cost against a decode step."""
-    sched = Scheduler(engine, tts, instructions="You are a helpful voice assistant.")
-    sched.conversation.insert(Turn("u0", "user", [TextPart(QUESTION)]))
-    await sched.conversation.sync()
+    sched = await _asked(engine, tts)
     opts = _options("speak_first", reasoning, tts is not None, 3 * cfg["reply_segment_tokens"], cfg)
     run = sched.response(opts)
     fin = None
@@ -142,8 +152,7 @@ async def round_overhead(engine: Engine, tts: TTSBackend | None, cfg: dict[str, 
 
 
 async def _decode_step_seconds(engine: Engine) -> float:
-    ctx = engine.new_context()
-    await engine.append_text(ctx, USER_PREFIX + QUESTION + GENERATION_PREFIX)
+    ctx = await _question_context(engine)
     params = SamplingParams(temperature=1.0, seed=2, max_tokens=64, stop_token_ids=(), think_budget=None)
     steps = [d.step_seconds async for d in engine.generate(ctx, params) if d.finish_reason is None][2:]
     engine.release(ctx)

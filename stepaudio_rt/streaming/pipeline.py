@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from stepaudio_rt.model.engine import CancelToken, Context, Engine
+from stepaudio_rt.model.engine import CancelToken, Context, Engine, SamplingParams
 from stepaudio_rt.model.mind_paced import MindPacedConfig, RoundRecord
 from stepaudio_rt.model.tokenizer import SPECIAL_TOKENS, THINK_CLOSE, THINK_OPEN
 from stepaudio_rt.streaming.codecs import float_to_int16
@@ -328,6 +328,17 @@ class RunBase(abc.ABC):
     def _cleanup(self) -> None:
         if self._ctx is not None:
             self.engine.release(self._ctx)
+
+    def _sampling(self, **overrides: object) -> SamplingParams:
+        """The response's sampling settings and the tokenizer's stop ids, plus per-stream ``overrides``."""
+        opts = self.options
+        return SamplingParams(
+            temperature=opts.temperature,
+            top_p=opts.top_p,
+            seed=opts.seed,
+            stop_token_ids=tuple(self.engine.tokenizer.stop_token_ids),
+            **overrides,  # type: ignore[arg-type]
+        )
 
     def _reasoning_text(self, text: str) -> None:
         clean = SCRUB.sub("", text)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any
 
-from stepaudio_rt.model.engine import SamplingParams
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
 from stepaudio_rt.streaming.phrases import PhraseChunker
 from stepaudio_rt.streaming.pipeline import ReasoningDone, RunBase
@@ -33,12 +32,8 @@ class SequentialRun(RunBase):
     async def _generate(self) -> None:
         opts = self.options
         assert self._ctx is not None
-        params = SamplingParams(
-            temperature=opts.temperature,
-            top_p=opts.top_p,
+        params = self._sampling(
             max_tokens=opts.max_output_tokens,
-            seed=opts.seed,
-            stop_token_ids=tuple(self.engine.tokenizer.stop_token_ids),
             think_budget=opts.think_budget if opts.think_budget > 0 else None,
             starts_in_think=opts.think_budget > 0,
         )

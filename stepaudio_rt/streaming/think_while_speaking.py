@@ -20,7 +20,6 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from stepaudio_rt.model.engine import SamplingParams
 from stepaudio_rt.model.mind_paced import (
     MindPacedConfig,
     MindPacedGeneration,
@@ -91,18 +90,12 @@ class ThinkWhileSpeakingRun(RunBase):
     async def _drive(self) -> None:
         opts = self.options
         assert self._ctx is not None
-        sampling = SamplingParams(
-            temperature=opts.temperature,
-            top_p=opts.top_p,
-            seed=opts.seed,
-            stop_token_ids=tuple(self.engine.tokenizer.stop_token_ids),
-        )
         gate = PlaybackGate(self.speaker, opts.playback_lead_ms) if self.speaker is not None else None
         gen = MindPacedGeneration(
             self.engine,
             self._ctx,
             self.config,
-            sampling,
+            self._sampling(),
             # The think budget (reasoning.effort) caps the reasoning stream; max_output_tokens the reply.
             think_budget=opts.think_budget,
             max_reply_tokens=max(1, opts.max_output_tokens),

@@ -32,13 +32,7 @@ from tqdm.auto import tqdm
 
 from stepaudio_rt.model.audio_frontend import split_at_pauses
 from stepaudio_rt.model.engine import Context, Engine, SamplingParams, checkpoint_listen_chunk_seconds
-from stepaudio_rt.model.mind_paced import (
-    DEFAULT_REASONING_SEGMENT_TOKENS,
-    DEFAULT_REPLY_SEGMENT_TOKENS,
-    MindPacedConfig,
-    MindPacedGeneration,
-    checkpoint_thinking_defaults,
-)
+from stepaudio_rt.model.mind_paced import MindPacedConfig, MindPacedGeneration
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
 from stepaudio_rt.model.tokenizer import THINK_CLOSE
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT
@@ -106,13 +100,7 @@ async def mind_paced_reply(engine: Engine, ctx: Context, mode: str, max_tokens: 
     try:
         await engine.append_text(base, GENERATION_PREFIX)
         await engine.flush(base)
-        declared = checkpoint_thinking_defaults(engine.generation_config)
-        config = MindPacedConfig(
-            mode,  # type: ignore[arg-type]
-            int(declared.get("reasoning_segment_tokens", DEFAULT_REASONING_SEGMENT_TOKENS)),  # type: ignore[arg-type]
-            int(declared.get("reply_segment_tokens", DEFAULT_REPLY_SEGMENT_TOKENS)),  # type: ignore[arg-type]
-            lockstep=True,
-        )
+        config = MindPacedConfig.for_checkpoint(engine.generation_config, mode, lockstep=True)
         sampling = SamplingParams(temperature=0.0, stop_token_ids=tuple(engine.tokenizer.stop_token_ids))
         gen = MindPacedGeneration(engine, base, config, sampling, think_budget=max_tokens, max_reply_tokens=max_tokens)
         async for _ in gen.events():
