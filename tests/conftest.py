@@ -105,19 +105,22 @@ def start_server(checkpoint: Path, tmp: Path, *extra: str) -> Iterator[LiveServe
 
 
 @contextlib.contextmanager
-def run_server(cmd: list[str], port: int, log_path: Path) -> Iterator[LiveServer]:
-    """Start ``cmd`` (a server listening on ``port``), wait for ``/healthz``, stop it afterwards."""
+def run_server(
+    cmd: list[str], port: int, log_path: Path, health_path: str = "/healthz",
+    start_timeout_s: float = 120.0, stop_timeout_s: float = 15.0,
+) -> Iterator[LiveServer]:
+    """Start ``cmd`` (a server listening on ``port``), wait for ``health_path``, stop it afterwards."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = LiveServer(port, proc, log_path)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + start_timeout_s
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")
             with contextlib.suppress(OSError):
-                if server.get("/healthz")[0] == 200:
+                if server.get(health_path)[0] == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start:\n{server.log()}")
@@ -126,7 +129,7 @@ def run_server(cmd: list[str], port: int, log_path: Path) -> Iterator[LiveServer
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=stop_timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

