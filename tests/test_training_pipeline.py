@@ -451,3 +451,15 @@ def test_committed_demo_checkpoint_answers_while_thinking() -> None:
     assert set(replies) == set(MIND_PACED_MODES)
     for mode, reply in replies.items():
         assert "</think>" in reply and check_answer("spoken_arithmetic", reply, "43"), (mode, reply)
+
+
+def test_a_recipe_field_added_with_its_default_keeps_the_stages_cached_before_it() -> None:
+    """A stage key saved before a DemoConfig field existed still matches while that field holds its
+    default, and stops matching once the field is changed."""
+    from stepaudio_rt.training.demo import _without_new_defaults
+
+    current = DemoConfig().to_dict()
+    saved = {k: v for k, v in current.items() if k != "empty_think_share"}
+    assert _without_new_defaults(current, saved) == saved
+    assert _without_new_defaults({**current, "empty_think_share": 0.5}, saved) != saved
+    assert _without_new_defaults({"vocab_size": 1024}, {"vocab_size": 1024}) == {"vocab_size": 1024}

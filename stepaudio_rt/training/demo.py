@@ -185,7 +185,9 @@ def train_demo(
         """Whether ``stage`` can be reused: resuming, its key unchanged, and no stage it needs redone."""
         path = work / f"{stage}.key.json"
         ok = resume and not any(redone.get(d, False) for d in after) and path.exists()
-        ok = ok and _stage_key(stage, json.loads(path.read_text())) == _stage_key(stage, keys[stage])
+        if ok:
+            saved = json.loads(path.read_text())
+            ok = _stage_key(stage, saved) == _stage_key(stage, _without_new_defaults(keys[stage], saved))
         redone[stage] = not ok
         return ok
 
@@ -359,6 +361,15 @@ def _stage_key(stage: str, key: Any) -> Any:
     if not prefixes or not isinstance(key, dict):
         return key
     return {k: v for k, v in key.items() if not k.startswith(prefixes)}
+
+
+def _without_new_defaults(key: Any, saved: Any) -> Any:
+    """``key`` without the recipe fields that ``saved`` predates and that still hold their default: adding
+    a field to ``DemoConfig`` (off by default) must not redo the stages cached before it existed."""
+    if not isinstance(key, dict) or not isinstance(saved, dict):
+        return key
+    defaults = DemoConfig().to_dict()
+    return {k: v for k, v in key.items() if k in saved or k not in defaults or v != defaults[k]}
 
 
 def _peak_rss_gb() -> float:
