@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stepaudio_rt.training.evaluate import _summarise, format_summary
 
 
@@ -36,3 +38,15 @@ def test_summary_counts_tasks_voices_and_claims_of_not_hearing() -> None:
     assert s["cannot_hear_claim_rate"]["thinking"] == 1 / 6
     text = format_summary(s)
     assert "weakest voices (thinking): en-us+f4 33% of 3, en-029+m6 50% of 2" in text
+
+
+def test_eval_can_compute_one_reasoning_figure_alone() -> None:
+    """``stepaudio-rt eval --figures partial``: the partial-reasoning figure alone (before/after
+    think-incomplete SFT), and an unknown figure name is refused with the known ones listed."""
+    from stepaudio_rt.training.evaluate import ReasoningFigures
+
+    figures = ReasoningFigures.full().only(["partial"])
+    assert figures.partial_n == ReasoningFigures.full().partial_n > 0
+    assert figures.budget_n == 0 and figures.sessions == 0
+    with pytest.raises(ValueError, match="budgets.*choose from budget, sessions, partial"):
+        ReasoningFigures.full().only(["budgets"])

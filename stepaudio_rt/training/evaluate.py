@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,10 @@ CANNOT_HEAR = re.compile(
 )
 
 
+# Reasoning figures by CLI name -> the ReasoningFigures field that sizes it.
+FIGURES = {"budget": "budget_n", "sessions": "sessions", "partial": "partial_n"}
+
+
 @dataclass(frozen=True)
 class ReasoningFigures:
     """Which reasoning figures to compute, on how many held-out samples (0: skip that figure)."""
@@ -75,6 +79,14 @@ class ReasoningFigures:
     def full(cls) -> ReasoningFigures:
         """The CLI default: every figure, sized to run in a few minutes on a 2-core CPU."""
         return cls(budget_n=150, sessions=25, partial_n=150)
+
+    def only(self, names: Sequence[str]) -> ReasoningFigures:
+        """These figures with only ``names`` (of ``FIGURES``) kept, e.g. the partial-reasoning figure alone
+        to compare a checkpoint before and after think-incomplete SFT."""
+        unknown = sorted(set(names) - set(FIGURES))
+        if unknown:
+            raise ValueError(f"unknown reasoning figures {unknown}; choose from {', '.join(FIGURES)}")
+        return replace(self, **{field: 0 for name, field in FIGURES.items() if name not in names})
 
     async def run(self, engine: Engine, samples: list) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -346,8 +358,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--modes", default=",".join(ALL_MODES), help="comma-separated: " + ", ".join(ALL_MODES))
     ap.add_argument("--quick", action="store_true", help="per-task accuracy only, no reasoning figures")
+    ap.add_argument("--figures", default=",".join(FIGURES),
+                    help="reasoning figures to compute (comma-separated): " + ", ".join(FIGURES))
     a = ap.parse_args(argv)
-    figures = ReasoningFigures() if a.quick else ReasoningFigures.full()
+    figures = ReasoningFigures() if a.quick else ReasoningFigures.full().only(a.figures.split(","))
     evaluate_checkpoint(a.model, a.out, n=a.n, seed=a.seed, data_dir=a.data, reasoning=figures,
                         modes=a.modes.split(","))
 
