@@ -182,6 +182,7 @@ def bench_turns_cmd(
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY")] = None,
     model: str = "step-audio-r1",
     paused_sets: Annotated[str, typer.Option(help="comma-separated: silent, filler, heldout")] = "silent,filler,heldout",
+    paused_concurrency: Annotated[int, typer.Option(help="sessions at once for the paused sets")] = 1,
 ) -> None:
     """server_vad vs semantic_vad side by side: last speech byte -> first audio, premature end-of-turn rate."""
     import asyncio
@@ -191,7 +192,8 @@ def bench_turns_cmd(
 
     cfg = TurnsConfig(url=url, api_key=api_key, model=model, latency_turns=latency_turns,
                       paused_turns=paused_turns, out_dir=out,
-                      paused_sets=tuple(x.strip() for x in paused_sets.split(",") if x.strip()))
+                      paused_sets=tuple(x.strip() for x in paused_sets.split(",") if x.strip()),
+                      paused_concurrency=paused_concurrency)
     try:
         doc = asyncio.run(run_turns_bench(cfg))
     except (AudioInputError, ValueError) as exc:
@@ -204,7 +206,7 @@ def bench_turns_cmd(
     for row in summary_rows(doc["summary"]):
         table.add_row(*row)
     console.print(table)
-    console.print(f"results: {out}/turns.json")
+    console.print(f"results: {out}/turns.json, turns.png")
 
 
 @bench_app.command("engine")

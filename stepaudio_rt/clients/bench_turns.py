@@ -29,6 +29,7 @@ from typing import Any
 from stepaudio_rt.clients.bench_stats import summarize
 from stepaudio_rt.clients.hesitations import HELD_OUT_HESITATIONS, held_out_questions
 from stepaudio_rt.clients.piper_speech import PausedQuestion, speak_piper
+from stepaudio_rt.clients.plots import plot_turns
 from stepaudio_rt.clients.questions import BUILTIN_QUESTIONS
 from stepaudio_rt.clients.realtime_client import RealtimeClient, RealtimeError
 
@@ -56,6 +57,10 @@ class TurnsConfig:
     out_dir: Path = Path("bench-turns")
     progress: bool = True
     paused_sets: tuple[str, ...] = PAUSE_SETS
+    # Sessions at once for the paused sets (latency turns always run one at a time). A cut depends on the
+    # audio and the end-of-turn scores, not on response speed, so the sets can run several at a time;
+    # only a verdict slower than a natural pause between words would be dropped as stale.
+    paused_concurrency: int = 1
 
 
 @dataclass
@@ -166,13 +171,24 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
             meta[label] = (voice, prefix_complete)
             for mode in (MODES if i % 2 == 0 else MODES[::-1]):
                 jobs.append((mode, f"paused_{pause_set}", label, pcm))
-    results = []
-    for mode, kind, label, pcm in tqdm(jobs, unit="turn", desc="turns", disable=not cfg.progress):
-        res = await _turn(cfg, mode, kind, label, pcm)
-        if kind.startswith("paused_"):
-            res.voice, res.prefix_is_complete = meta[label]
-        results.append(res)
+    results: list[TurnResult] = []
+    bar = tqdm(total=len(jobs), unit="turn", desc="turns", disable=not cfg.progress)
+    for mode, kind, label, pcm in [j for j in jobs if j[1] == "latency"]:
+        results.append(await _turn(cfg, mode, kind, label, pcm))
+        bar.update()
         await asyncio.sleep(0.2)  # let the previous session's teardown finish
+    gate = asyncio.Semaphore(max(1, cfg.paused_concurrency))
+
+    async def paused(mode: str, kind: str, label: str, pcm: bytes) -> TurnResult:
+        async with gate:
+            res = await _turn(cfg, mode, kind, label, pcm)
+            res.voice, res.prefix_is_complete = meta[label]
+            bar.update()
+            await asyncio.sleep(0.2)
+            return res
+
+    results += await asyncio.gather(*(paused(*j) for j in jobs if j[1] != "latency"))
+    bar.close()
     doc = {
         "benchmark": "turn taking: server_vad vs semantic_vad",
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "api_key"},
@@ -181,6 +197,7 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
     }
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "turns.json").write_text(json.dumps(doc, indent=2) + "\n")
+    plot_turns(doc, cfg.out_dir / "turns.png")
     return doc
 
 
