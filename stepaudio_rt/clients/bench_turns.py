@@ -172,6 +172,9 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
             for mode in (MODES if i % 2 == 0 else MODES[::-1]):
                 jobs.append((mode, f"paused_{pause_set}", label, pcm))
     results: list[TurnResult] = []
+    if cfg.latency_turns:  # one unmeasured turn per variant: loads Smart Turn and the transcriber, warms caches
+        for mode in LATENCY_VARIANTS:
+            await _turn(cfg, mode, "warmup", latency_qs[0][0], latency_qs[0][1])
     bar = tqdm(total=len(jobs), unit="turn", desc="turns", disable=not cfg.progress)
     for mode, kind, label, pcm in [j for j in jobs if j[1] == "latency"]:
         results.append(await _turn(cfg, mode, kind, label, pcm))
