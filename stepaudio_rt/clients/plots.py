@@ -57,6 +57,8 @@ def plot_turns(doc: Mapping[str, object], path: str | Path) -> Path:
         if values:
             xs, ys = ecdf(values)
             lat_ax.step(xs * 1000.0, ys, where="post", label=f"{mode} (n={len(values)})")
+    if not lat_ax.has_data():
+        lat_ax.text(0.5, 0.5, "no latency turns in this run", ha="center", va="center", transform=lat_ax.transAxes)
     lat_ax.axvline(400, color="grey", linestyle=":", label="target 400 ms")
     lat_ax.set_xlabel("last speech byte -> first audio (ms)")
     lat_ax.set_ylabel("fraction of turns")
