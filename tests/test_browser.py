@@ -143,7 +143,9 @@ def test_page_barge_in_stops_playback_and_truncates(
     )
     try:
         page = browser.new_page()
-        page.goto(live_server.http + "/")
+        # server_vad: the turn ends 500 ms after the question, so the reply is playing when the user
+        # speaks again 3 s later (semantic_vad may wait its 2 s maximum on espeak-ng's flat prosody).
+        page.goto(live_server.http + "/?vad=server_vad")
         page.click("#start")
         # Speaking over the playing reply clears the player and tells the server what was heard.
         page.wait_for_function(
