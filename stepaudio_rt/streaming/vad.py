@@ -35,8 +35,8 @@ Mapping of the OpenAI fields (documented because webrtcvad has no probability ou
   medium/auto 2 s, high 1 s), well inside the protocol's maximum waits (8 / 4 / 2 s). A stale score (the
   user spoke again since that pause) is ignored, and the next pause is scored afresh over the whole turn.
   Why two levels: on speech with a silent hesitation inside a sentence Smart Turn often says 0.5-0.95 at
-  the hesitation, and finished questions mostly score above 0.95 (measured in ``bench turns``; see the
-  README), so "end now" only on a near-certain score and "end soon" on a likely one cut far fewer
+  the hesitation, and finished questions mostly score above 0.95 (``scripts/smart_turn_scores.py``; see
+  the README), so "end now" only on a near-certain score and "end soon" on a likely one cut far fewer
   hesitations than one 0.5 cut, at the cost of a longer wait for the few finished turns scored in between.
 - ``idle_timeout_ms``: after that much audio with no speech (counted from creation, ``reset()``, the last
   speech stop or ``restart_idle_timer()``), one ``IdleTimeout`` is emitted; it re-arms on the next speech
