@@ -181,6 +181,8 @@ def bench_turns_cmd(
     out: Annotated[Path, typer.Option(help="folder for turns.json")] = Path("bench-turns"),
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY")] = None,
     model: str = "step-audio-r1",
+    paused_sets: Annotated[str, typer.Option(help="comma-separated: silent, filler, heldout")] = "silent,filler,heldout",
+    paused_concurrency: Annotated[int, typer.Option(help="sessions at once for the paused sets")] = 1,
 ) -> None:
     """server_vad vs semantic_vad side by side: last speech byte -> first audio, premature end-of-turn rate."""
     import asyncio
@@ -189,7 +191,9 @@ def bench_turns_cmd(
     from stepaudio_rt.clients.wav_stream import AudioInputError
 
     cfg = TurnsConfig(url=url, api_key=api_key, model=model, latency_turns=latency_turns,
-                      paused_turns=paused_turns, out_dir=out)
+                      paused_turns=paused_turns, out_dir=out,
+                      paused_sets=tuple(x.strip() for x in paused_sets.split(",") if x.strip()),
+                      paused_concurrency=paused_concurrency)
     try:
         doc = asyncio.run(run_turns_bench(cfg))
     except (AudioInputError, ValueError) as exc:
@@ -197,12 +201,12 @@ def bench_turns_cmd(
         raise typer.Exit(2) from None
     table = Table(title="turn taking (ms), concurrency 1")
     for col in ("mode", "n", "first audio p50", "p90", "end of turn p50", "cut: silent pause", "cut: um + pause",
-                "errors"):
+                "cut: held-out", "errors"):
         table.add_column(col)
     for row in summary_rows(doc["summary"]):
         table.add_row(*row)
     console.print(table)
-    console.print(f"results: {out}/turns.json")
+    console.print(f"results: {out}/turns.json, turns.png")
 
 
 @bench_app.command("engine")

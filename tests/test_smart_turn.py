@@ -18,6 +18,7 @@ from stepaudio_rt.streaming.smart_turn import (
 )
 from stepaudio_rt.streaming.vad import (
     SCORE_PAUSE_MS,
+    SEMANTIC_LIKELY_SILENCE_MS,
     SEMANTIC_MAX_SILENCE_MS,
     PauseDetected,
     SpeechStarted,
@@ -30,6 +31,7 @@ from tests.realtime_client import connect
 
 SR = 16000
 COMPLETE = "What is the weather like in Paris today?"
+SURELY_COMPLETE = "What is two plus three?"  # Smart Turn: 0.98 after 160 ms of silence (Piper)
 UNFINISHED = "I need to book a flight to"
 
 
@@ -91,11 +93,13 @@ def _drive(det: TurnDetector, audio: np.ndarray, resume: np.ndarray | None = Non
                     stop = det.end_turn(ev.pause)
                     assert stop is not None
                     return {"stop": stop, "at_ms": det.position_ms, "pauses": pauses, "by": "model"}
+                if prob >= det.config.likely_threshold:
+                    assert det.end_turn_after(ev.pause, det.config.likely_silence_ms) is None
     return {"stop": None, "at_ms": det.position_ms, "pauses": pauses, "by": None}
 
 
-def test_vad_ends_a_complete_turn_at_the_first_pause() -> None:
-    speech = _speech(COMPLETE)
+def test_vad_ends_a_surely_complete_turn_at_the_first_pause() -> None:
+    speech = _speech(SURELY_COMPLETE)
     det = TurnDetector(VadConfig(type="semantic_vad"))
     out = _drive(det, pad(speech, SR, 0.5, 3.0))
     assert out["by"] == "model" and len(out["pauses"]) == 1  # type: ignore[arg-type]
@@ -103,6 +107,19 @@ def test_vad_ends_a_complete_turn_at_the_first_pause() -> None:
     # Ended SCORE_PAUSE_MS after the last voiced frame, far before the 2 s maximum silence.
     assert out["at_ms"] <= speech_end_ms + SCORE_PAUSE_MS + 200  # type: ignore[operator]
     assert not det.in_speech
+
+
+def test_vad_ends_a_complete_turn_by_the_likely_silence() -> None:
+    """A finished question scored "surely" or "probably" complete ends by the likely silence (800 ms),
+    well before the 2 s maximum silence."""
+    speech = _speech(COMPLETE)
+    det = TurnDetector(VadConfig(type="semantic_vad"))
+    out = _drive(det, pad(speech, SR, 0.5, 3.0))
+    stop = out["stop"]
+    assert isinstance(stop, SpeechStopped) and len(out["pauses"]) == 1  # type: ignore[arg-type]
+    (_, prob), = out["pauses"]  # type: ignore[misc]
+    assert prob >= det.config.likely_threshold
+    assert out["at_ms"] - stop.audio_end_ms <= SEMANTIC_LIKELY_SILENCE_MS["auto"]  # type: ignore[operator]
 
 
 def test_vad_waits_on_an_unfinished_turn_and_rescores_when_speech_resumes() -> None:
@@ -128,6 +145,63 @@ def test_vad_falls_back_to_maximum_silence_without_a_complete_score() -> None:
     stop = out["stop"]
     assert isinstance(stop, SpeechStopped)
     assert out["at_ms"] - stop.audio_end_ms == SEMANTIC_MAX_SILENCE_MS["high"]  # type: ignore[operator]
+
+
+def _voiced(ms: int) -> np.ndarray:
+    """A loud harmonic tone burst that webrtcvad calls speech (the state machine only, no model)."""
+    t = np.arange(ms * SR // 1000) / SR
+    return (0.3 * sum(np.sin(2 * np.pi * k * 150 * t) / k for k in range(1, 6))).astype(np.float32)
+
+
+def _feed_until_pause(det: TurnDetector) -> PauseDetected:
+    det.feed(np.zeros(SR // 2, np.float32))
+    det.feed(_voiced(600))
+    for _ in range(100):
+        pause = [e for e in det.feed(np.zeros(320, np.float32)) if isinstance(e, PauseDetected)]
+        if pause:
+            return pause[0]
+    raise AssertionError("no pause reported")
+
+
+def _stop_delay(det: TurnDetector, pause: PauseDetected) -> int:
+    """Feed silence until the turn ends; returns the silence (ms) after the last voiced frame."""
+    for _ in range(400):
+        if any(isinstance(e, SpeechStopped) for e in det.feed(np.zeros(320, np.float32))):
+            return det.position_ms - pause.audio_end_ms
+    raise AssertionError("the turn never ended")
+
+
+@pytest.mark.parametrize("eagerness", ["low", "auto", "high"])
+def test_probably_complete_ends_after_the_eagerness_likely_silence(eagerness: str) -> None:
+    cfg = VadConfig(type="semantic_vad", eagerness=eagerness)  # type: ignore[arg-type]
+    assert cfg.likely_threshold < cfg.end_of_turn_threshold
+    assert SCORE_PAUSE_MS < cfg.likely_silence_ms < cfg.effective_silence_ms
+    det = TurnDetector(cfg)
+    pause = _feed_until_pause(det)
+    assert det.end_turn_after(pause.pause, cfg.likely_silence_ms) is None  # the pause is still short
+    assert _stop_delay(det, pause) == cfg.likely_silence_ms == SEMANTIC_LIKELY_SILENCE_MS[eagerness]
+
+
+def test_probably_complete_is_forgotten_when_the_user_speaks_again() -> None:
+    cfg = VadConfig(type="semantic_vad")
+    det = TurnDetector(cfg)
+    pause = _feed_until_pause(det)
+    assert det.end_turn_after(pause.pause, cfg.likely_silence_ms) is None
+    det.feed(_voiced(300))  # resumes before the likely silence: that pause's verdict is moot
+    assert det.in_speech
+    second = next(e for e in det.feed(np.zeros(SR * 3 // 10, np.float32)) if isinstance(e, PauseDetected))
+    assert second.pause != pause.pause
+    assert _stop_delay(det, second) == cfg.effective_silence_ms  # no verdict on this pause: maximum silence
+    assert det.end_turn_after(pause.pause, cfg.likely_silence_ms) is None  # stale: nothing to end
+
+
+def test_probably_complete_on_a_pause_already_that_long_ends_at_once() -> None:
+    cfg = VadConfig(type="semantic_vad")
+    det = TurnDetector(cfg)
+    pause = _feed_until_pause(det)
+    det.feed(np.zeros(cfg.likely_silence_ms * SR // 1000, np.float32))  # the verdict came late
+    stop = det.end_turn_after(pause.pause, cfg.likely_silence_ms)
+    assert isinstance(stop, SpeechStopped) and stop.audio_end_ms == pause.audio_end_ms and not det.in_speech
 
 
 def test_server_vad_has_no_pauses_to_score() -> None:

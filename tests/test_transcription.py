@@ -13,7 +13,13 @@ import websockets
 from audio_fixtures import pad, resample, speak_piper
 from openai.types.realtime import RealtimeServerEvent
 
-from stepaudio_rt.streaming.transcribe import TranscriptionError, load_transcriber, resolve_model
+from stepaudio_rt.streaming.transcribe import (
+    TRANSCRIBE_NICE,
+    TranscriptionError,
+    load_transcriber,
+    load_transcriber_async,
+    resolve_model,
+)
 from tests.conftest import LiveServer
 from tests.realtime_client import connect
 
@@ -48,6 +54,37 @@ def test_default_transcriber_hears_the_question() -> None:
 def test_unloadable_model_names_itself() -> None:
     with pytest.raises(TranscriptionError, match="/nonexistent/whisper"):
         load_transcriber("/nonexistent/whisper")
+
+
+def _thread_nice() -> dict[int, int]:
+    import os
+
+    out = {}
+    for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{tid}/stat") as f:
+            out[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[16])  # field 19: nice
+    return out
+
+
+async def test_transcription_threads_run_at_low_priority() -> None:
+    """The transcriber may overlap the next turn's end; its threads (ours and CTranslate2's, which inherit
+    niceness from the thread that loads the model) must yield the CPU to the response path."""
+    import os
+    import threading
+
+    from stepaudio_rt.streaming import transcribe
+
+    transcribe._models.clear()  # load afresh, as a server process does (an earlier test loaded it here)
+    before = _thread_nice()
+    transcriber = await load_transcriber_async(None)
+    audio, sr = speak_piper(QUESTION)
+    result = await transcriber.transcribe_async(resample(audio, sr, SR))
+    assert "paris" in _words(result.text)
+    after = _thread_nice()
+    assert after[threading.get_native_id()] == before[threading.get_native_id()] == os.nice(0)
+    new = {tid: n for tid, n in after.items() if tid not in before}
+    assert len(new) >= 2, after  # our worker and at least one CTranslate2 thread
+    assert all(n == max(TRANSCRIBE_NICE, os.nice(0)) for n in new.values()), new
 
 
 def _sdk_check(ev: dict) -> None:

@@ -8,9 +8,11 @@ Two measurements, each rotating the variants question by question so all see the
   transcription on (what transcription costs the first audio).
 * **premature end of turn**: questions with a 400-700 ms hesitation inside the sentence (``PausedQuestion``:
   the whole sentence synthesised once, silence inserted at a word boundary); a turn is cut early when
-  ``speech_stopped`` arrives before the client has sent the words after the pause. Two sets: a silent
-  pause after the first operand ("What is forty six ... plus thirty seven?"), and the same with a filler
-  before the silence ("What is forty six, um, ... plus thirty seven?").
+  ``speech_stopped`` arrives before the client has sent the words after the pause. Three sets: a silent
+  pause after the first operand ("What is forty six ... plus thirty seven?", where the words before the
+  pause are a finished question), the same with a filler before the silence ("What is forty six, um, ...
+  plus thirty seven?"), and ``heldout``: other sentences and voices (``hesitations``), not used to choose
+  the semantic_vad thresholds.
 
 ``stepaudio-rt bench turns --url ...`` writes ``turns.json`` to ``--out`` and prints a table.
 """
@@ -25,14 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from stepaudio_rt.clients.bench_stats import summarize
+from stepaudio_rt.clients.hesitations import HELD_OUT_HESITATIONS, held_out_questions
 from stepaudio_rt.clients.piper_speech import PausedQuestion, speak_piper
+from stepaudio_rt.clients.plots import plot_turns
 from stepaudio_rt.clients.questions import BUILTIN_QUESTIONS
 from stepaudio_rt.clients.realtime_client import RealtimeClient, RealtimeError
 
 MODES = ("server_vad", "semantic_vad")
 WITH_TRANSCRIPTION = "semantic_vad+transcription"
 LATENCY_VARIANTS = (*MODES, WITH_TRANSCRIPTION)
-PAUSE_SETS = ("silent", "filler")
+PAUSE_SETS = ("silent", "filler", "heldout")
 _NUMBERS = ("twelve", "fifteen", "twenty one", "thirty four", "forty six", "fifty eight", "sixty three", "seventy nine")
 _OPS = ("plus", "minus", "times")
 
@@ -52,6 +56,11 @@ class TurnsConfig:
     seed: int = 0
     out_dir: Path = Path("bench-turns")
     progress: bool = True
+    paused_sets: tuple[str, ...] = PAUSE_SETS
+    # Sessions at once for the paused sets (latency turns always run one at a time). A cut depends on the
+    # audio and the end-of-turn scores, not on response speed, so the sets can run several at a time;
+    # only a verdict slower than a natural pause between words would be dropped as stale.
+    paused_concurrency: int = 1
 
 
 @dataclass
@@ -64,6 +73,8 @@ class TurnResult:
     speech_end_to_speech_stopped_s: float | None = None
     premature: bool | None = None
     error: str | None = None
+    voice: str = "piper"
+    prefix_is_complete: bool | None = None  # heldout: the words before the pause are a finished sentence
 
 
 def paused_questions(cfg: TurnsConfig, kind: str = "silent") -> list[PausedQuestion]:
@@ -80,6 +91,18 @@ def paused_questions(cfg: TurnsConfig, kind: str = "silent") -> list[PausedQuest
         else:
             out.append(PausedQuestion(f"What is {a} {op} {b}?", 2 + len(a.split()), pause))
     return out
+
+
+def paused_jobs(cfg: TurnsConfig, pause_set: str) -> list[tuple[str, bytes, str, bool | None]]:
+    """(label, pcm, voice, prefix_is_complete) for each question of ``pause_set``."""
+    if pause_set == "heldout":
+        complete = {h.text: h.prefix_is_complete for h in HELD_OUT_HESITATIONS}
+        return [(f"{q.label} [{q.pause_s * 1000:.0f} ms, {voice}]", q.pcm, voice, complete[q.text])
+                for voice, q in held_out_questions(cfg.paused_turns, cfg.pause_min_s, cfg.pause_max_s, cfg.seed)]
+    if pause_set not in PAUSE_SETS:
+        raise ValueError(f"unknown paused set {pause_set!r}; choose from {PAUSE_SETS}")
+    return [(f"{q.label} [{q.pause_s * 1000:.0f} ms]", q.pcm, "piper", pause_set == "silent")
+            for q in paused_questions(cfg, pause_set)]
 
 
 async def _turn(cfg: TurnsConfig, mode: str, kind: str, label: str, pcm: bytes) -> TurnResult:
@@ -118,8 +141,16 @@ def summarize_turns(results: list[TurnResult]) -> dict[str, Any]:
             paused = [r for r in results if r.mode == mode and r.kind == f"paused_{pause_set}" and r.outcome == "ok"]
             if paused:
                 cut = sum(bool(r.premature) for r in paused)
-                s[f"paused_{pause_set}"] = {"turns": len(paused), "premature_cuts": cut,
-                                            "premature_rate": round(cut / len(paused), 4)}
+                entry: dict[str, Any] = {"turns": len(paused), "premature_cuts": cut,
+                                         "premature_rate": round(cut / len(paused), 4)}
+                if pause_set == "heldout":  # where the cuts are: by voice, and by what precedes the pause
+                    groups = {f"voice={r.voice}" for r in paused} | {"prefix_complete", "prefix_unfinished"}
+                    for g in sorted(groups):
+                        sel = [r for r in paused if (g == f"voice={r.voice}") or
+                               (g == "prefix_complete" and r.prefix_is_complete is True) or
+                               (g == "prefix_unfinished" and r.prefix_is_complete is False)]
+                        entry[g] = f"{sum(bool(r.premature) for r in sel)}/{len(sel)}"
+                s[f"paused_{pause_set}"] = entry
         out[mode] = s
     return out
 
@@ -134,14 +165,33 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
         k = i % len(LATENCY_VARIANTS)  # rotate who goes first
         for mode in LATENCY_VARIANTS[k:] + LATENCY_VARIANTS[:k]:
             jobs.append((mode, "latency", text, pcm))
-    for pause_set in PAUSE_SETS:
-        for i, q in enumerate(paused_questions(cfg, pause_set)):
+    meta: dict[str, tuple[str, bool | None]] = {}
+    for pause_set in cfg.paused_sets:
+        for i, (label, pcm, voice, prefix_complete) in enumerate(paused_jobs(cfg, pause_set)):
+            meta[label] = (voice, prefix_complete)
             for mode in (MODES if i % 2 == 0 else MODES[::-1]):
-                jobs.append((mode, f"paused_{pause_set}", f"{q.label} [{q.pause_s * 1000:.0f} ms]", q.pcm))
-    results = []
-    for mode, kind, label, pcm in tqdm(jobs, unit="turn", desc="turns", disable=not cfg.progress):
+                jobs.append((mode, f"paused_{pause_set}", label, pcm))
+    results: list[TurnResult] = []
+    if cfg.latency_turns:  # one unmeasured turn per variant: loads Smart Turn and the transcriber, warms caches
+        for mode in LATENCY_VARIANTS:
+            await _turn(cfg, mode, "warmup", latency_qs[0][0], latency_qs[0][1])
+    bar = tqdm(total=len(jobs), unit="turn", desc="turns", disable=not cfg.progress)
+    for mode, kind, label, pcm in [j for j in jobs if j[1] == "latency"]:
         results.append(await _turn(cfg, mode, kind, label, pcm))
+        bar.update()
         await asyncio.sleep(0.2)  # let the previous session's teardown finish
+    gate = asyncio.Semaphore(max(1, cfg.paused_concurrency))
+
+    async def paused(mode: str, kind: str, label: str, pcm: bytes) -> TurnResult:
+        async with gate:
+            res = await _turn(cfg, mode, kind, label, pcm)
+            res.voice, res.prefix_is_complete = meta[label]
+            bar.update()
+            await asyncio.sleep(0.2)
+            return res
+
+    results += await asyncio.gather(*(paused(*j) for j in jobs if j[1] != "latency"))
+    bar.close()
     doc = {
         "benchmark": "turn taking: server_vad vs semantic_vad",
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "api_key"},
@@ -150,6 +200,7 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
     }
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "turns.json").write_text(json.dumps(doc, indent=2) + "\n")
+    plot_turns(doc, cfg.out_dir / "turns.png")
     return doc
 
 
@@ -165,5 +216,5 @@ def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
     for mode, s in summary.items():
         lat, eot = s["speech_end_to_first_audio_s"], s["speech_end_to_speech_stopped_s"]
         rows.append([mode, str(lat["n"]), ms(lat["p50"]), ms(lat["p90"]), ms(eot["p50"]),
-                     cuts(s, "silent"), cuts(s, "filler"), str(s["errors"])])
+                     cuts(s, "silent"), cuts(s, "filler"), cuts(s, "heldout"), str(s["errors"])])
     return rows

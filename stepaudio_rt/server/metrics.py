@@ -81,7 +81,7 @@ class Metrics:
         self.end_of_turn = Histogram(
             "stepaudio_rt_end_of_turn_score_seconds",
             "semantic_vad: time to score a pause with the end-of-turn model, by verdict",
-            ["verdict"],  # complete | incomplete | stale (the user spoke again first) | error
+            ["verdict"],  # complete | likely (ends if the pause lasts) | incomplete | stale (user spoke first) | error
             buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0),
             registry=r,
         )

@@ -20,7 +20,7 @@ import numpy as np
 
 from stepaudio_rt.server import protocol as p
 from stepaudio_rt.streaming.conversation import AudioPart, Turn
-from stepaudio_rt.streaming.transcribe import load_transcriber
+from stepaudio_rt.streaming.transcribe import load_transcriber_async
 
 if TYPE_CHECKING:
     from stepaudio_rt.server.session import RealtimeSession
@@ -64,7 +64,7 @@ async def _after_first_packet(s: RealtimeSession) -> None:
 async def _transcribe(s: RealtimeSession, item_id: str, audio: np.ndarray, cfg: p.InputTranscription) -> None:
     await _after_first_packet(s)
     try:
-        transcriber = await asyncio.to_thread(load_transcriber, cfg.model, s.settings.transcription_model)
+        transcriber = await load_transcriber_async(cfg.model, s.settings.transcription_model)
         result = await transcriber.transcribe_async(audio, cfg.language, cfg.prompt)
     except Exception as exc:  # a broken model or bad audio: report it on the item, keep the session
         log.warning("transcription of %s failed: %s", item_id, exc)

