@@ -66,7 +66,10 @@ def load_vllm_engine(settings: Settings) -> Engine:
 def load_tts(settings: Settings) -> TTSBackend | None:
     if settings.tts_backend == "none":
         return None
-    kw = {"voice_path": settings.tts_voice} if settings.tts_voice else {}
+    kw: dict[str, object] = {"voice_path": settings.tts_voice} if settings.tts_voice else {}
+    if settings.tts_backend == "cosyvoice":
+        kw = {"model_path": settings.tts_model, "voice": settings.tts_voice, "device": settings.tts_device,
+              "dtype": settings.tts_dtype}
     tts = create_tts(settings.tts_backend, **kw)
     tts.warmup()
     return tts
