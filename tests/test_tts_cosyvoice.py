@@ -282,7 +282,7 @@ async def test_served_with_cosyvoice_speaks_in_the_chosen_voice_at_the_session_r
         # An unknown voice: an error naming it, the session lives on with its old settings.
         await s.conn.session.update(session={**MANUAL, "audio": {"output": {"voice": "carol"}}})
         error = await s.until("error")
-        assert "'carol'" in error["error"]["message"] and "alice, bob" in error["error"]["message"]
+        assert "'carol'" in error["error"]["message"] and "installed voices: bob, alice" in error["error"]["message"]  # default first
         assert error["error"]["param"] == "session.audio.output.voice"
         session = {"type": "realtime", "audio": {"input": {"turn_detection": None},
                                                  "output": {"voice": "alice", "format": {"type": "audio/pcmu"}}}}
@@ -303,7 +303,8 @@ async def test_served_with_cosyvoice_speaks_in_the_chosen_voice_at_the_session_r
         error = await s.until("error")
         assert error["error"]["param"] == "response.audio.output.voice"
         await s.conn.response.create(response={"output_modalities": ["text"]})
-        assert (await s.until("response.done", timeout=120))["response"]["status"] == "completed"
+        answered = (await s.until("response.done", timeout=120))["response"]
+        assert answered["status"] in ("completed", "incomplete") and answered["output"]  # incomplete: token cap
 
 
 async def test_piper_server_refuses_an_unknown_voice_and_keeps_the_session(live_server: LiveServer) -> None:

@@ -10,18 +10,22 @@ repeats too often in a short window), which avoids the stuck-token loops of gree
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterator
 
 import torch
 from torch import nn
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Model
 from transformers.cache_utils import DynamicCache
 
 from .config import LMConfig
 from .flow import check_stop
 
 __all__ = ["Qwen2LM"]
+
+# transformers renamed the KV-cache argument (past_key_values -> cache); use whichever this version has.
+_CACHE_ARG = "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
 
 
 class Qwen2Encoder(nn.Module):
@@ -86,7 +90,7 @@ class Qwen2LM(nn.Module):
         decoded: list[int] = []
         for step in range(max_len):
             check_stop(stop)
-            out = self.llm.model.model(inputs_embeds=lm_input, past_key_values=cache, use_cache=True)
+            out = self.llm.model.model(inputs_embeds=lm_input, use_cache=True, **{_CACHE_ARG: cache})
             logp = self.llm_decoder(out.last_hidden_state[0, -1]).float().log_softmax(-1).cpu()
             token = self._sample(logp, decoded, gen, allow_stop=step >= min_len)
             if token in self.stop_token_ids:
