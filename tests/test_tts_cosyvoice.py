@@ -315,3 +315,14 @@ async def test_piper_server_refuses_an_unknown_voice_and_keeps_the_session(live_
         await s.conn.session.update(session={**MANUAL, "audio": {"output": {"voice": "marin"}}})  # OpenAI stock
         updated = await s.until("session.updated")
         assert updated["session"]["audio"]["output"]["voice"] == "marin"
+
+
+def test_bench_measures_streamed_and_one_shot_runs_of_equal_audio(one_thread: None) -> None:
+    from stepaudio_rt.streaming.tts.cosyvoice.bench import run_bench
+
+    result = run_bench(tokens=40, repeats=1, flow_steps=2)
+    streamed, one_shot = result["median"]["streamed"], result["median"]["one_shot"]
+    assert streamed["audio_s"] == one_shot["audio_s"] == 40 / 25  # exactly the forced token count
+    assert 0.9 * one_shot["total_s"] <= one_shot["first_chunk_s"] <= one_shot["total_s"]  # one-shot: all at once
+    assert streamed["first_chunk_s"] < streamed["total_s"]  # streamed: a chunk after 28 of 40 tokens
+    assert result["lm_tokens_per_s"] > 0 and result["shapes"] == "tiny (random)"
