@@ -326,3 +326,12 @@ def test_bench_measures_streamed_and_one_shot_runs_of_equal_audio(one_thread: No
     assert 0.9 * one_shot["total_s"] <= one_shot["first_chunk_s"] <= one_shot["total_s"]  # one-shot: all at once
     assert streamed["first_chunk_s"] < streamed["total_s"]  # streamed: a chunk after 28 of 40 tokens
     assert result["lm_tokens_per_s"] > 0 and result["shapes"] == "tiny (random)"
+
+
+def test_half_precision_speaks_finite_audio(ckpt: Path, one_thread: None) -> None:
+    """The GPU default is float16 for the LM and flow (the vocoder stays float32): no overflow to NaN."""
+    half = load_cosyvoice2(ckpt, dtype=torch.float16)
+    assert half.flow.input_embedding.weight.dtype == torch.float16 and half.hift.conv_post.bias.dtype == torch.float32
+    chunks = list(synthesize_stream(half, "Hello there, the answer is forty two.", half.voices["alice"], FAST))
+    audio = np.concatenate(chunks)
+    assert audio.size > 0 and np.isfinite(audio).all() and np.abs(audio).max() > 0

@@ -71,11 +71,11 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(dim, inner, bias=False)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim), nn.Dropout(0.0)])
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         q, k, v = (proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
                    for proj in (self.to_q, self.to_k, self.to_v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(1))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed.unsqueeze(1))
         return self.to_out[0](out.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -107,8 +107,8 @@ class BasicTransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn1(self.norm1(x), bias)
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x), allowed)
         return x + self.ff(self.norm3(x))
 
 
@@ -155,10 +155,10 @@ class CausalConditionalDecoder(nn.Module):
         self.final_block = CausalBlock1D(ch, ch)
         self.final_proj = nn.Conv1d(ch, cfg.out_channels, 1)
 
-    def _attend(self, x: torch.Tensor, blocks: nn.ModuleList, bias: torch.Tensor) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, blocks: nn.ModuleList, allowed: torch.Tensor) -> torch.Tensor:
         x = x.transpose(1, 2)
         for block in blocks:
-            x = block(x, bias)
+            x = block(x, allowed)
         return x.transpose(1, 2)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, spks: torch.Tensor,
@@ -168,17 +168,17 @@ class CausalConditionalDecoder(nn.Module):
         frames = x.size(-1)
         h = torch.cat([x, mu, spks.unsqueeze(-1).expand(-1, -1, frames), cond], dim=1)
         allowed = chunk_mask(frames, self.static_chunk_size if streaming else 0, x.device).unsqueeze(0)
+        # A boolean mask (upstream adds a -1e10 bias, which is -inf in float16 and 0 x -inf = NaN there).
         allowed = allowed & mask.bool()
-        bias = (1.0 - allowed.to(x.dtype)) * -1.0e10
         resnet, blocks, down = self.down_blocks[0]
         h = resnet(h, mask, temb)
-        h = self._attend(h, blocks, bias)
+        h = self._attend(h, blocks, allowed)
         skip = h
         h = down(h * mask)
         for resnet, blocks in self.mid_blocks:
-            h = self._attend(resnet(h, mask, temb), blocks, bias)
+            h = self._attend(resnet(h, mask, temb), blocks, allowed)
         resnet, blocks, up = self.up_blocks[0]
         h = resnet(torch.cat([h, skip], dim=1), mask, temb)
-        h = up(self._attend(h, blocks, bias) * mask)
+        h = up(self._attend(h, blocks, allowed) * mask)
         h = self.final_block(h, mask)
         return self.final_proj(h * mask) * mask
