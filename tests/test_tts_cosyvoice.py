@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import json
 import shutil
 import sys
 import threading
@@ -278,6 +279,11 @@ def cosyvoice_server(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 async def test_served_with_cosyvoice_speaks_in_the_chosen_voice_at_the_session_rate(
     cosyvoice_server: LiveServer,
 ) -> None:
+    status, body = cosyvoice_server.get("/v1/voices")
+    assert status == 200 and json.loads(body) == {
+        "object": "list", "backend": "cosyvoice", "default": "bob",
+        "data": [{"id": "bob", "object": "voice"}, {"id": "alice", "object": "voice"}],
+    }
     async with connect(cosyvoice_server.http) as s:
         # An unknown voice: an error naming it, the session lives on with its old settings.
         await s.conn.session.update(session={**MANUAL, "audio": {"output": {"voice": "carol"}}})
@@ -308,6 +314,7 @@ async def test_served_with_cosyvoice_speaks_in_the_chosen_voice_at_the_session_r
 
 
 async def test_piper_server_refuses_an_unknown_voice_and_keeps_the_session(live_server: LiveServer) -> None:
+    assert json.loads(live_server.get("/v1/voices")[1])["data"] == [{"id": "joe", "object": "voice"}]
     async with connect(live_server.http) as s:
         await s.conn.session.update(session={**MANUAL, "audio": {"output": {"voice": "carol"}}})
         error = await s.until("error")
