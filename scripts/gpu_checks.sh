@@ -17,4 +17,4 @@ python -m stepaudio_rt.model.bench_gpu --out "$out/gpu_bench.json"
 python -m stepaudio_rt.streaming.bench_mps --full-shapes --device cuda --tts none --repeats 3 \
     --out "$out/mps_full_shapes.json"
 python -m stepaudio_rt.streaming.tts.cosyvoice.bench --full-shapes --device cuda --tokens 250 --repeats 3 \
-    --out "$out/cosyvoice_full_shapes.json"
+    --concurrency 1,4,8 --out "$out/cosyvoice_full_shapes.json"

@@ -327,12 +327,13 @@ async def test_piper_server_refuses_an_unknown_voice_and_keeps_the_session(live_
 def test_bench_measures_streamed_and_one_shot_runs_of_equal_audio(one_thread: None) -> None:
     from stepaudio_rt.streaming.tts.cosyvoice.bench import run_bench
 
-    result = run_bench(tokens=40, repeats=1, flow_steps=2)
+    result = run_bench(tokens=40, repeats=1, flow_steps=2, concurrency=(2,))
     streamed, one_shot = result["median"]["streamed"], result["median"]["one_shot"]
     assert streamed["audio_s"] == one_shot["audio_s"] == 40 / 25  # exactly the forced token count
     assert 0.9 * one_shot["total_s"] <= one_shot["first_chunk_s"] <= one_shot["total_s"]  # one-shot: all at once
     assert streamed["first_chunk_s"] < streamed["total_s"]  # streamed: a chunk after 28 of 40 tokens
     assert result["lm_tokens_per_s"] > 0 and result["shapes"] == "tiny (random)"
+    assert result["median"]["concurrent_2"]["audio_s"] == 40 / 25  # per stream, two streams at once
 
 
 def test_half_precision_speaks_finite_audio(ckpt: Path, one_thread: None) -> None:

@@ -12,7 +12,9 @@ Side by side, interleaved per repeat, on the same utterance:
   streaming first-chunk time is a ratio of.
 
 Reported (medians): time to first chunk, total time, real-time factor (compute / audio seconds; < 1 is
-faster than real time), LM tokens/s, and the ratio streamed / one-shot for first audio.
+faster than real time), LM tokens/s, and the ratio streamed / one-shot for first audio. With
+``--concurrency 1,4,8`` also N streamed syntheses at once (N sessions speaking together, one thread each,
+sharing the model): per-stream first chunk and real-time factor against the single-stream run.
 
     stepaudio-rt bench cosyvoice                                   # tiny shapes, CPU
     python -m stepaudio_rt.streaming.tts.cosyvoice.bench --full-shapes --device cuda --out cosyvoice_gpu.json
@@ -24,6 +26,7 @@ import argparse
 import json
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,26 @@ def _one_run(model: CosyVoice2Model, params: StreamParams, stream: bool) -> dict
     return {"first_chunk_s": first or total, "total_s": total, "audio_s": audio_s, "rtf": total / audio_s}
 
 
+def _concurrent(model: CosyVoice2Model, params: StreamParams, n: int) -> dict[str, float]:
+    """``n`` streamed syntheses started together; medians over the streams."""
+    results: list[dict[str, float]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(n)
+
+    def one() -> None:
+        start.wait()
+        result = _one_run(model, params, stream=True)
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {k: statistics.median(r[k] for r in results) for k in results[0]}
+
+
 def _lm_rate(model: CosyVoice2Model, tokens: int) -> float:
     ids = torch.tensor(model.tokenizer(TEXT, add_special_tokens=False)["input_ids"]).view(1, -1)
     empty = torch.zeros(1, 0, dtype=torch.long)
@@ -96,7 +119,8 @@ def _lm_rate(model: CosyVoice2Model, tokens: int) -> float:
 
 
 def run_bench(full: bool = False, checkpoint: str | None = None, device: str = "cpu", dtype: str | None = None,
-              tokens: int = 250, repeats: int = 3, flow_steps: int | None = None) -> dict[str, Any]:
+              tokens: int = 250, repeats: int = 3, flow_steps: int | None = None,
+              concurrency: tuple[int, ...] = ()) -> dict[str, Any]:
     torch_dtype = getattr(torch, dtype) if dtype else (torch.float16 if device.startswith("cuda") else torch.float32)
     with tempfile.TemporaryDirectory() as tmp:
         if checkpoint:
@@ -111,6 +135,8 @@ def run_bench(full: bool = False, checkpoint: str | None = None, device: str = "
     for _ in tqdm(range(repeats), desc="cosyvoice bench", unit="round"):
         for mode in runs:  # interleaved, so machine noise hits both alike
             runs[mode].append(_one_run(model, params, stream=mode == "streamed"))
+        for n in concurrency:
+            runs.setdefault(f"concurrent_{n}", []).append(_concurrent(model, params, n))
     med = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
     return {
         "shapes": "checkpoint" if checkpoint else ("CosyVoice2-0.5B (random)" if full else "tiny (random)"),
@@ -136,10 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tokens", type=int, default=250, help="speech tokens per utterance (25 = 1 s)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--flow-steps", type=int, help="Euler steps of the flow ODE (default: 10, as upstream)")
+    ap.add_argument("--concurrency", default="", help="also N streams at once, e.g. 1,4,8")
     ap.add_argument("--out", type=Path, help="write the result as JSON here")
     args = ap.parse_args(argv)
+    concurrency = tuple(int(n) for n in args.concurrency.split(",") if n.strip())
     result = run_bench(args.full_shapes, args.checkpoint, args.device, args.dtype, args.tokens, args.repeats,
-                       args.flow_steps)
+                       args.flow_steps, concurrency)
     text = json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2)
     print(text)
     if args.out:
