@@ -50,7 +50,8 @@ class TokenToWav:
     voice: Voice
     params: StreamParams
     token_offset: int = 0
-    hop: int = 0
+    hop: int = 0  # tokens of the next chunk
+    base_hop: int = 0  # the hop without the first chunk's prompt padding; doubles after each chunk
     cache_mel: torch.Tensor | None = None
     cache_source: torch.Tensor | None = None
     cache_speech: torch.Tensor | None = None
@@ -60,7 +61,8 @@ class TokenToWav:
         chunk = self.model.config.chunk_size
         prompt = self.voice.flow_prompt_speech_token.size(1)
         pad = -prompt % chunk  # make prompt + first hop fill whole attention chunks
-        self.hop = self.params.token_hop_len + pad
+        self.base_hop = self.params.token_hop_len
+        self.hop = self.base_hop + pad
         self.source_cache_len = self.params.mel_cache_len * self.model.config.hift.hop_samples
         self.window = torch.from_numpy(np.hamming(2 * self.source_cache_len).astype(np.float32))
         self.generator.manual_seed(self.params.seed)
@@ -98,7 +100,9 @@ class TokenToWav:
             self.cache_speech = speech[:, -n:]
             speech = speech[:, :-n]
             self.token_offset += self.hop
-            self.hop = min(self.params.token_max_hop_len, self.hop * self.params.stream_scale_factor)
+            # Grow the un-padded hop, so every chunk ends on an attention-chunk boundary (as upstream does).
+            self.base_hop = min(self.params.token_max_hop_len, self.base_hop * self.params.stream_scale_factor)
+            self.hop = self.base_hop
         return speech[0].numpy()
 
 
