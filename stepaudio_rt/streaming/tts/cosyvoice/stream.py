@@ -59,6 +59,9 @@ class TokenToWav:
 
     def __post_init__(self) -> None:
         chunk = self.model.config.chunk_size
+        if self.params.token_hop_len % chunk or self.params.token_max_hop_len % chunk:
+            raise ValueError(f"token hops must be multiples of the flow's attention chunk ({chunk} tokens), got "
+                             f"{self.params.token_hop_len} / {self.params.token_max_hop_len}")
         prompt = self.voice.flow_prompt_speech_token.size(1)
         pad = -prompt % chunk  # make prompt + first hop fill whole attention chunks
         self.base_hop = self.params.token_hop_len
