@@ -251,6 +251,15 @@ def bench_mps_cmd(ctx: typer.Context) -> None:
     bench_mps_main(list(ctx.args))
 
 
+@bench_app.command("cosyvoice", context_settings=PASSTHROUGH, add_help_option=False)
+def bench_cosyvoice_cmd(ctx: typer.Context) -> None:
+    """CosyVoice2 TTS: time to first chunk and real-time factor, streamed vs one-shot, random weights
+    (tiny shapes; --full-shapes on a GPU). `bench cosyvoice --help` lists the flags."""
+    from stepaudio_rt.streaming.tts.cosyvoice.bench import main as bench_cosyvoice_main
+
+    bench_cosyvoice_main(list(ctx.args))
+
+
 def _bench_vllm(model: Path | None, prompt_tokens: int, new_tokens: int, rounds: int, out: Path | None) -> None:
     import asyncio
 

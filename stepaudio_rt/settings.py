@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # --- audio pipeline ---
     tts_backend: str = "piper"
     tts_voice: str | None = None  # None = the backend's default voice
+    # --tts cosyvoice: checkpoint directory or hub id (None = FunAudioLLM/CosyVoice2-0.5B), device, dtype.
+    tts_model: str | None = None
+    tts_device: str | None = None  # None = cuda when available, else cpu
+    tts_dtype: str | None = None  # None = float16 on cuda, float32 on cpu
     # Listen-while-thinking chunk length; None = the checkpoint's "audio_chunk_seconds" (what it was
     # trained with), else 2 s.
     listen_chunk_seconds: float | None = Field(None, gt=0.2, le=25.0)

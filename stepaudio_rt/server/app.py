@@ -1,4 +1,5 @@
-"""The FastAPI application: ``/v1/realtime`` (WebSocket), ``/healthz``, ``/metrics``, ``/v1/models``."""
+"""The FastAPI application: ``/v1/realtime`` (WebSocket), ``/healthz``, ``/metrics``, ``/v1/models``,
+``/v1/voices``."""
 
 from __future__ import annotations
 
@@ -66,7 +67,10 @@ def load_vllm_engine(settings: Settings) -> Engine:
 def load_tts(settings: Settings) -> TTSBackend | None:
     if settings.tts_backend == "none":
         return None
-    kw = {"voice_path": settings.tts_voice} if settings.tts_voice else {}
+    kw: dict[str, object] = {"voice_path": settings.tts_voice} if settings.tts_voice else {}
+    if settings.tts_backend == "cosyvoice":
+        kw = {"model_path": settings.tts_model, "voice": settings.tts_voice, "device": settings.tts_device,
+              "dtype": settings.tts_dtype}
     tts = create_tts(settings.tts_backend, **kw)
     tts.warmup()
     return tts
@@ -126,6 +130,18 @@ def create_app(settings: Settings, engine: Engine | None = None, tts: TTSBackend
         return {
             "object": "list",
             "data": [{"id": settings.model_name, "object": "model", "created": 0, "owned_by": "stepaudio-rt"}],
+        }
+
+    @app.get("/v1/voices")
+    async def voices() -> dict[str, object]:
+        """The voices the ``voice`` field accepts (the TTS backend's installed voices, default first)."""
+        tts = app.state.realtime.tts
+        names = tts.voices() if tts is not None else []
+        return {
+            "object": "list",
+            "backend": tts.name if tts is not None else None,
+            "default": names[0] if names else None,
+            "data": [{"id": name, "object": "voice"} for name in names],
         }
 
     app.add_api_websocket_route("/v1/realtime", realtime_endpoint)

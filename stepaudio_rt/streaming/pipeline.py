@@ -160,6 +160,7 @@ class ResponseOptions:
     mind_paced: MindPacedConfig | None = None
     # Think-while-speaking releases the next round when less than this much audio is left to play.
     playback_lead_ms: float = 1500.0
+    voice: str | None = None  # the TTS voice (already resolved by the backend); None = its default
 
 
 async def build_response_context(engine: Engine, conversation: Conversation, options: ResponseOptions, prefix: str) -> Context:
@@ -194,9 +195,10 @@ class Speaker:
     when the first chunk went out (the client is assumed to play from its first chunk at real time).
     """
 
-    def __init__(self, run: RunBase, tts: TTSBackend, out_rate: int, chunk_ms: int) -> None:
+    def __init__(self, run: RunBase, tts: TTSBackend, out_rate: int, chunk_ms: int, voice: str | None = None) -> None:
         self.run = run
         self.tts = tts
+        self.voice = voice
         self.out_rate = out_rate
         self.step = max(1, out_rate * chunk_ms // 1000)
         self._phrases: asyncio.Queue[str | None] = asyncio.Queue()
@@ -236,7 +238,7 @@ class Speaker:
                 text = " " + text
             self.run.emit(TranscriptDelta(text))
             spoken = True
-            async for pcm in self.tts.synthesize(phrase.strip()):
+            async for pcm in self.tts.synthesize(phrase.strip(), voice=self.voice):
                 self._emit_audio(resampler.process(pcm))
             self._pending -= 1
             if self._pending == 0:
@@ -288,7 +290,7 @@ class RunBase(abc.ABC):
         self._ctx: Context | None = None  # conversation + generation prefix, prefilled by _prepare
         self._reply_started = False
         self.speaker: Speaker | None = (
-            Speaker(self, tts, options.out_rate, options.chunk_ms) if options.audio and tts is not None else None
+            Speaker(self, tts, options.out_rate, options.chunk_ms, options.voice) if options.audio and tts is not None else None
         )
 
     @property

