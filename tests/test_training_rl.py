@@ -226,3 +226,23 @@ def test_rl_config_rejects_a_band_outside_k_and_zero_temperature() -> None:
         RlConfig(pass_k=4, pass_high=6)
     with pytest.raises(ValueError, match="temperature"):
         RlConfig(temperature=0.0)
+
+
+def test_ablation_runner_writes_side_by_side_curves_and_figures(tmp_path: Path) -> None:
+    from stepaudio_rt.training.ablations import VARIANTS, run_rl_ablations
+
+    ckpt = build_tiny_checkpoint(tmp_path / "tiny")
+    # a random model fails everything: a band of [0, 2] out of 2 keeps every question, as failed-only does
+    cfg = RlConfig.mini(steps=2, pass_low=0, pass_high=2)
+    summary = run_rl_ablations(ckpt, tmp_path / "out", tmp_path / "work", cfg, questions=_questions(), progress=False)
+    assert set(summary["variants"]) == set(VARIANTS)
+    for name, v in summary["variants"].items():
+        assert [r["step"] for r in v["curves"]] == [1, 2], name
+        assert v["settings"] == VARIANTS[name]
+        assert v["selection"]["policy"] == VARIANTS[name]["selection"]
+    # one pass table for all variants, sampled once from the starting checkpoint (copied: same mtime)
+    tables = [tmp_path / "work" / n / "pass_table.json" for n in VARIANTS]
+    assert len({t.stat().st_mtime_ns for t in tables}) == 1
+    for title in ("format", "selection"):
+        assert (tmp_path / "out" / f"ablation_rl_{title}.png").stat().st_size > 0
+    assert json.loads((tmp_path / "out" / "ablation_rl.json").read_text())["variants"].keys() == set(VARIANTS)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,10 @@ def run_rl_ablations(
     cfg: RlConfig | None = None,
     variants: tuple[str, ...] = tuple(VARIANTS),
     progress: bool = True,
+    questions: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
-    """Run each variant (resumable: a finished variant is reused), then write figures and curves."""
+    """Run each variant (resumable: a finished variant is reused), then write figures and curves.
+    ``questions`` replace the synthesised candidates (as in ``run_rl_stage``)."""
     cfg = cfg or RlConfig()
     out, work = Path(out_dir), Path(work_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +68,7 @@ def run_rl_ablations(
                     (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
         print(f"[ablate rl] {name}: {VARIANTS[name]}", flush=True)
         t0 = time.perf_counter()
-        run_rl_stage(checkpoint_dir, vwork / "ckpt", vwork, vcfg, progress=progress)
+        run_rl_stage(checkpoint_dir, vwork / "ckpt", vwork, vcfg, questions=questions, progress=progress)
         metrics = json.loads((vwork / "metrics.json").read_text())
         curves = load_rl_log(vwork / "rl_log.jsonl")
         results[name] = {

@@ -226,7 +226,7 @@ def run_rl_stage(
     if metrics_path.exists() and (out / "config.json").exists():
         return out  # a finished stage
     torch.set_num_threads(cfg.torch_threads)
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     eval_data = Path(eval_data_dir) if eval_data_dir is not None else None
     if questions is None:
         questions, eval_data = _candidates(cfg, work, progress)
@@ -247,13 +247,13 @@ def run_rl_stage(
         meta = {"checkpoint": str(Path(checkpoint_dir).resolve()), "k": cfg.pass_k, "n": len(candidates),
                 "seed": cfg.seed, "data_seed": cfg.data_seed, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
         table = work / "pass_table.json"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         counts = sel.load_counts(table, meta)
         if counts is None:
             counts = sel.pass_counts(engine, candidates, cfg.pass_k, cfg.temperature, cfg.max_tokens,
                                      seed=cfg.seed * 7919 + 17, concurrency=cfg.concurrency, progress=progress)
             sel.save_counts(table, counts, meta)
-        selection_s = time.perf_counter() - t0
+        selection_s, selection_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
         kept = sel.select(counts, cfg.selection, cfg.pass_low, cfg.pass_high)
         sel_report = sel.report(counts, [s.task for s in candidates], kept, cfg.selection, cfg.pass_k)
         (work / "selection.json").write_text(json.dumps(sel_report, indent=2) + "\n")
@@ -292,7 +292,7 @@ def run_rl_stage(
         bar = tqdm(total=cfg.steps, initial=start, desc="RL (PPO)", unit="step", disable=not progress)
         with log_path.open("a") as logf:
             for step in range(start, cfg.steps):
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), time.process_time()
                 engine.model.load_state_dict(policy.state_dict())  # the rollout copy follows the policy
                 qs = _step_questions(len(pool), cfg.prompts_per_step, cfg.seed, step)
                 batch = [pool[i] for i in qs]
@@ -318,6 +318,9 @@ def run_rl_stage(
                     **{k: round(v, 5) for k, v in figures.items()},
                     "rollout_s": round(rollout_s, 2),
                     "update_s": round(time.perf_counter() - t1, 2),
+                    # CPU seconds of this process (all threads): the cost on a shared machine, where wall
+                    # time depends on who else runs
+                    "cpu_s": round(time.process_time() - cpu0, 2),
                 }
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
@@ -344,7 +347,8 @@ def run_rl_stage(
         "first_step": records[0] if records else None,
         "last_step": records[-1] if records else None,
         "selection_s": round(selection_s, 1),
-        "total_s": round(time.perf_counter() - t_start, 1),
+        "selection_cpu_s": round(selection_cpu_s, 1),
+        "train_cpu_s": round(sum(r.get("cpu_s", 0.0) for r in records), 1),
     }
     if cfg.eval_n > 0 and eval_data is not None:
         from stepaudio_rt.training.evaluate import evaluate_checkpoint
@@ -353,6 +357,8 @@ def run_rl_stage(
                                       modes=("thinking",))
         metrics["heldout_accuracy"] = summary["overall_accuracy"]["thinking"]
         metrics["heldout_accuracy_per_task"] = summary["accuracy"]["thinking"]
+    metrics["total_s"] = round(time.perf_counter() - t_start, 1)
+    metrics["total_cpu_s"] = round(time.process_time() - cpu_start, 1)  # this call's, with the eval
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     return out
 
