@@ -246,3 +246,25 @@ def test_ablation_runner_writes_side_by_side_curves_and_figures(tmp_path: Path) 
     for title in ("format", "selection"):
         assert (tmp_path / "out" / f"ablation_rl_{title}.png").stat().st_size > 0
     assert json.loads((tmp_path / "out" / "ablation_rl.json").read_text())["variants"].keys() == set(VARIANTS)
+
+
+def test_rollout_engine_decodes_with_the_policys_updated_weights(tmp_path: Path) -> None:
+    from stepaudio_rt.model.torch_engine import TorchEngine
+    from stepaudio_rt.training.rlvr import sync_rollout_weights
+
+    ckpt = build_tiny_checkpoint(tmp_path / "tiny")
+    policy = load_checkpoint(ckpt, progress=False).model
+    engine = TorchEngine.from_pretrained(ckpt, max_contexts=2, max_context_tokens=64, progress=False)
+    try:
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        sync_rollout_weights(engine, policy)
+        attn = policy.model.layers[0].self_attn
+        fused_qkv = engine._qkv[0][0]  # what the engine's decode multiplies by
+        assert torch.equal(fused_qkv, torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
+        mlp = policy.model.layers[1].mlp
+        assert torch.equal(engine._gate_up[1], torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+        assert torch.equal(engine.model.lm_head.weight, policy.lm_head.weight)
+    finally:
+        asyncio.run(engine.aclose())

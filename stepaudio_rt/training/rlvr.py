@@ -120,6 +120,14 @@ def _step_questions(n_pool: int, per_step: int, seed: int, step: int) -> list[in
     return out
 
 
+def sync_rollout_weights(engine: Any, policy: StepAudio2ForCausalLM) -> None:
+    """Copy the policy's weights into the rollout engine's model, in place. The engine's q/k/v and
+    gate/up parameters are views of its fused matrices, so the copy lands in the tensors its decode uses.
+    Call between rollouts only (no stream running)."""
+    with torch.no_grad():
+        engine.model.load_state_dict(policy.state_dict(), strict=True)
+
+
 def _set_trainable(policy: StepAudio2ForCausalLM) -> list[nn.Parameter]:
     policy.encoder.requires_grad_(False).eval()
     for m in (policy.adapter, policy.model, policy.lm_head):
@@ -293,7 +301,7 @@ def run_rl_stage(
         with log_path.open("a") as logf:
             for step in range(start, cfg.steps):
                 t0, cpu0 = time.perf_counter(), time.process_time()
-                engine.model.load_state_dict(policy.state_dict())  # the rollout copy follows the policy
+                sync_rollout_weights(engine, policy)
                 qs = _step_questions(len(pool), cfg.prompts_per_step, cfg.seed, step)
                 batch = [pool[i] for i in qs]
                 groups = sample_completions(engine, batch, cfg.samples_per_prompt, cfg.temperature, cfg.max_tokens,
@@ -375,4 +383,4 @@ def _truncate_log(path: Path, step: int) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-__all__ = ["RlConfig", "Forward", "ValueHead", "load_rl_log", "policy_forward", "ppo_step", "run_rl_stage"]
+__all__ = ["Forward", "RlConfig", "ValueHead", "load_rl_log", "policy_forward", "ppo_step", "run_rl_stage", "sync_rollout_weights"]
