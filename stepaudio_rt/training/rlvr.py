@@ -18,7 +18,9 @@ sharing the policy's features, at no extra forward. It is saved apart from the c
 (``work_dir/value_head.pt``), so the served checkpoint keeps the official layout.
 
 Resumable: ``work_dir/state.pt`` (policy, value head, optimiser, step, RNG) every ``save_every`` steps; a
-resumed run replays the same questions and seeds. Per-step figures go to ``work_dir/rl_log.jsonl``.
+resumed run replays the same questions and sampling seeds (not bit for bit the same tokens: the engine
+batches whichever streams are live, and another batch shape rounds differently). Per-step figures go to
+``work_dir/rl_log.jsonl``.
 """
 
 from __future__ import annotations
@@ -286,7 +288,10 @@ def run_rl_stage(
         start = 0
         if state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=False)
-            policy.load_state_dict(state["policy"], strict=False)
+            loaded = policy.load_state_dict(state["policy"], strict=False)
+            if loaded.unexpected_keys or any(not k.startswith("encoder.") for k in loaded.missing_keys):
+                raise ValueError(f"{state_path} does not match {checkpoint_dir}: missing "
+                                 f"{loaded.missing_keys[:3]}, unexpected {loaded.unexpected_keys[:3]}")
             head.load_state_dict(state["value_head"])
             opt.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
