@@ -314,6 +314,44 @@ def train_demo_cmd(
     train_demo(out or DEFAULT_OUT_DIR, cfg, resume=not fresh, work_dir=work)
 
 
+@train_app.command("rl")
+def train_rl_cmd(
+    model: Annotated[Path | None, typer.Option(help="starting checkpoint (default: the bundled demo)")] = None,
+    out: Annotated[Path, typer.Option(help="where the trained checkpoint goes")] = Path("runs/rl/ckpt"),
+    work: Annotated[Path, typer.Option(help="questions, pass@k table, state, log, value head (resumable)")] = Path("runs/rl"),
+    config: Annotated[Path | None, typer.Option(help="JSON file with RlConfig fields")] = None,
+    mini: Annotated[bool, typer.Option(help="the CI miniature: a few questions, a few steps")] = False,
+) -> None:
+    """MGRD RL stage: pass@8 selection, then PPO (clip 0.2, gamma = lambda = 1, no KL, value head) with the
+    0.8 x correct + 0.2 x reasoning audio reward; rollouts through the serving engine."""
+    from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
+    from stepaudio_rt.training.rl_config import RlConfig
+    from stepaudio_rt.training.rlvr import run_rl_stage
+
+    cfg = RlConfig.from_file(config) if config else (RlConfig.mini() if mini else RlConfig())
+    run_rl_stage(model or DEFAULT_OUT_DIR, out, work, cfg)
+
+
+@train_app.command("ablate-rl")
+def train_ablate_rl_cmd(
+    model: Annotated[Path | None, typer.Option(help="starting checkpoint (default: the bundled demo)")] = None,
+    out: Annotated[Path, typer.Option(help="ablation_rl.json and the PNG curves")] = Path("runs/ablate_rl"),
+    work: Annotated[Path, typer.Option(help="one resumable RL run per variant")] = Path("runs/ablate_rl/work"),
+    config: Annotated[Path | None, typer.Option(help="JSON file with RlConfig fields")] = None,
+    variants: Annotated[str, typer.Option(help="comma-separated: format_on_band, format_off_band, format_on_failed")] = (
+        "format_on_band,format_off_band,format_on_failed"
+    ),
+) -> None:
+    """The paper's RL ablations side by side from one checkpoint: format reward on vs off, pass@8 in
+    [3, 6] vs failed-only; curves (PNG), figures and held-out accuracy (JSON)."""
+    from stepaudio_rt.training.ablations import run_rl_ablations
+    from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
+    from stepaudio_rt.training.rl_config import RlConfig
+
+    cfg = RlConfig.from_file(config) if config else RlConfig()
+    run_rl_ablations(model or DEFAULT_OUT_DIR, out, work, cfg, tuple(v for v in variants.split(",") if v))
+
+
 @app.command("eval")
 def eval_cmd(
     model: Annotated[Path | None, typer.Option(help="checkpoint directory (default: the bundled demo)")] = None,
