@@ -116,10 +116,12 @@ def _speech(text: str) -> np.ndarray:
 
 
 def _shape(types: list[str]) -> list[str]:
-    """Event types with runs of the same delta collapsed (how many deltas depends on the reply)."""
+    """Event types with each run of audio / transcript deltas as one entry (their number and interleaving
+    depend on the reply's words; the order rules inside them are EventChecker's)."""
     out: list[str] = []
     for t in types:
-        if not (out and out[-1] == t and t.endswith(".delta")):
+        t = "deltas" if t.endswith(".delta") else t
+        if not (out and out[-1] == t == "deltas"):
             out.append(t)
     return out
 
