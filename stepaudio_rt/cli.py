@@ -183,6 +183,8 @@ def bench_turns_cmd(
     model: str = "step-audio-r1",
     paused_sets: Annotated[str, typer.Option(help="comma-separated: silent, filler, heldout")] = "silent,filler,heldout",
     paused_concurrency: Annotated[int, typer.Option(help="sessions at once for the paused sets")] = 1,
+    variants: Annotated[str, typer.Option(help="latency variants: server_vad, semantic_vad, "
+                                          "semantic_vad+transcription")] = "server_vad,semantic_vad,semantic_vad+transcription",
 ) -> None:
     """server_vad vs semantic_vad side by side: last speech byte -> first audio, premature end-of-turn rate."""
     import asyncio
@@ -193,7 +195,8 @@ def bench_turns_cmd(
     cfg = TurnsConfig(url=url, api_key=api_key, model=model, latency_turns=latency_turns,
                       paused_turns=paused_turns, out_dir=out,
                       paused_sets=tuple(x.strip() for x in paused_sets.split(",") if x.strip()),
-                      paused_concurrency=paused_concurrency)
+                      paused_concurrency=paused_concurrency,
+                      latency_variants=tuple(x.strip() for x in variants.split(",") if x.strip()))
     try:
         doc = asyncio.run(run_turns_bench(cfg))
     except (AudioInputError, ValueError) as exc:

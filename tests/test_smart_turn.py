@@ -8,7 +8,6 @@ import base64
 
 import numpy as np
 import pytest
-from audio_fixtures import pad, resample, speak_piper
 
 from stepaudio_rt.streaming.smart_turn import (
     SmartTurnUnavailableError,
@@ -26,6 +25,7 @@ from stepaudio_rt.streaming.vad import (
     TurnDetector,
     VadConfig,
 )
+from tests.audio_fixtures import pad, resample, speak_piper
 from tests.conftest import LiveServer
 from tests.realtime_client import connect
 

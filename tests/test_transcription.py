@@ -10,7 +10,6 @@ import typing
 import numpy as np
 import pytest
 import websockets
-from audio_fixtures import pad, resample, speak_piper
 from openai.types.realtime import RealtimeServerEvent
 
 from stepaudio_rt.streaming.transcribe import (
@@ -20,6 +19,7 @@ from stepaudio_rt.streaming.transcribe import (
     load_transcriber_async,
     resolve_model,
 )
+from tests.audio_fixtures import pad, resample, speak_piper
 from tests.conftest import LiveServer
 from tests.realtime_client import connect
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from audio_fixtures import pad, resample, silence, speak_espeak
 
 from stepaudio_rt.streaming.vad import (
     SEMANTIC_MAX_SILENCE_MS,
@@ -16,6 +15,7 @@ from stepaudio_rt.streaming.vad import (
     VadConfigError,
     VadEvent,
 )
+from tests.audio_fixtures import pad, resample, silence, speak_espeak
 
 SR = 16000
 TOL_MS = 150

@@ -61,6 +61,7 @@ class TurnsConfig:
     # audio and the end-of-turn scores, not on response speed, so the sets can run several at a time;
     # only a verdict slower than a natural pause between words would be dropped as stale.
     paused_concurrency: int = 1
+    latency_variants: tuple[str, ...] = LATENCY_VARIANTS  # a subset, e.g. without transcription
 
 
 @dataclass
@@ -130,6 +131,8 @@ async def _turn(cfg: TurnsConfig, mode: str, kind: str, label: str, pcm: bytes) 
 def summarize_turns(results: list[TurnResult]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in LATENCY_VARIANTS:
+        if not any(r.mode == mode for r in results):
+            continue  # a variant this run left out
         lat = [r for r in results if r.mode == mode and r.kind == "latency" and r.outcome == "ok"]
         s: dict[str, Any] = {
             "speech_end_to_first_audio_s": summarize(r.speech_end_to_first_audio_s for r in lat),
@@ -160,10 +163,14 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
 
     latency_qs = [(q, speak_piper(q)) for q in BUILTIN_QUESTIONS]
     jobs: list[tuple[str, str, str, bytes]] = []
+    variants = [v for v in LATENCY_VARIANTS if v in cfg.latency_variants]
+    unknown = set(cfg.latency_variants) - set(LATENCY_VARIANTS)
+    if unknown or not variants:
+        raise ValueError(f"unknown latency variants {sorted(unknown)}; choose from {LATENCY_VARIANTS}")
     for i in range(cfg.latency_turns):
         text, pcm = latency_qs[i % len(latency_qs)]
-        k = i % len(LATENCY_VARIANTS)  # rotate who goes first
-        for mode in LATENCY_VARIANTS[k:] + LATENCY_VARIANTS[:k]:
+        k = i % len(variants)  # rotate who goes first
+        for mode in variants[k:] + variants[:k]:
             jobs.append((mode, "latency", text, pcm))
     meta: dict[str, tuple[str, bool | None]] = {}
     for pause_set in cfg.paused_sets:
@@ -173,7 +180,7 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
                 jobs.append((mode, f"paused_{pause_set}", label, pcm))
     results: list[TurnResult] = []
     if cfg.latency_turns:  # one unmeasured turn per variant: loads Smart Turn and the transcriber, warms caches
-        for mode in LATENCY_VARIANTS:
+        for mode in variants:
             await _turn(cfg, mode, "warmup", latency_qs[0][0], latency_qs[0][1])
     bar = tqdm(total=len(jobs), unit="turn", desc="turns", disable=not cfg.progress)
     for mode, kind, label, pcm in [j for j in jobs if j[1] == "latency"]:

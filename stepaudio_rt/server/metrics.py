@@ -85,6 +85,12 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0),
             registry=r,
         )
+        self.speculative = Counter(
+            "stepaudio_rt_speculative_responses",
+            "semantic_vad: responses started at a pause before the verdict, by outcome",
+            ["outcome"],  # released (the turn ended there) | discarded (cancelled, nothing sent)
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

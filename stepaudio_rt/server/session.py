@@ -24,6 +24,7 @@ from stepaudio_rt.streaming.vad import VadConfig
 
 if TYPE_CHECKING:
     from stepaudio_rt.server.responder import ActiveResponse
+    from stepaudio_rt.server.speculative_response import SpeculativeResponse
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class RealtimeSession:
         # its worker thread, so a verdict never ends a turn halfway through an append.
         self.turn_lock = asyncio.Lock()
         self.eot_task: asyncio.Task[None] | None = None  # semantic_vad: the pause being scored
+        self.speculation: SpeculativeResponse | None = None  # semantic_vad: response started at that pause
         self.transcriptions: set[asyncio.Task[None]] = set()  # input transcriptions in flight
         self.response: ActiveResponse | None = None
         self.produced_audio = False
@@ -158,6 +160,9 @@ class RealtimeSession:
         """Stop generation and TTS and free every engine context (client gone or server shutting down)."""
         self.closed = True
         await cancel_task(self.eot_task)
+        from stepaudio_rt.server import speculative_response
+
+        await speculative_response.aclose(self)
         for task in list(self.transcriptions):
             await cancel_task(task)
         if self.response is not None:

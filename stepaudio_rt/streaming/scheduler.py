@@ -113,12 +113,16 @@ class Scheduler:
             await turn.aclose()
 
     # ----- responses -----
-    def response(self, options: ResponseOptions) -> RunBase:
-        """The run for ``options``: think-while-speaking when it asks for it and thinking is on."""
+    def response(self, options: ResponseOptions, conversation: Conversation | None = None) -> RunBase:
+        """The run for ``options``: think-while-speaking when it asks for it and thinking is on.
+
+        ``conversation`` replaces the session's (a speculative response reads a
+        :class:`~stepaudio_rt.streaming.speculative.SpeculativeConversation`)."""
         tts = self.tts if options.audio else None
+        conv = self.conversation if conversation is None else conversation
         if options.mind_paced is not None and options.think_budget > 0:
-            return ThinkWhileSpeakingRun(self.engine, self.conversation, options, tts)
-        return SequentialRun(self.engine, self.conversation, options, tts)
+            return ThinkWhileSpeakingRun(self.engine, conv, options, tts)
+        return SequentialRun(self.engine, conv, options, tts)
 
     async def aclose(self) -> None:
         """Free every engine context this session holds."""

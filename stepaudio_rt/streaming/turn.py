@@ -26,6 +26,13 @@ from stepaudio_rt.streaming.conversation import AudioPart, Conversation, Turn
 _STOP = object()
 
 
+@dataclass
+class _Snapshot:
+    """Queued behind the chunks already sent to the worker: fork the turn's context once they are in."""
+
+    future: asyncio.Future[Context]
+
+
 @dataclass(frozen=True)
 class FinishStats:
     """What was left to do at end of turn (the listen-while-thinking payoff)."""
@@ -53,6 +60,7 @@ class ListeningTurn:
         self._epoch = -1
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        self._snapshots: list[asyncio.Future[Context]] = []
 
     @property
     def num_samples(self) -> int:
@@ -85,6 +93,14 @@ class ListeningTurn:
             item = await self._queue.get()
             if item is _STOP:
                 return
+            if isinstance(item, _Snapshot):
+                if item.future.done():  # its waiter gave up
+                    continue
+                if self._ctx is None:
+                    item.future.set_exception(RuntimeError("the turn has no context to fork"))
+                else:
+                    item.future.set_result(engine.fork(self._ctx))
+                continue
             if self._ctx is None:
                 self._ctx, self._epoch = await self.conversation.fork()
                 await engine.append_text(self._ctx, USER_PREFIX)
@@ -122,9 +138,54 @@ class ListeningTurn:
         )
         return turn, ctx, self._epoch, stats
 
+    async def snapshot(self) -> tuple[Turn, Context]:
+        """The turn as if it ended now, without ending it: (turn, a private context ending with it).
+
+        For a speculative response (``server/speculative_response.py``): the chunks prefilled so far are
+        shared through a fork, the tail and ``<|EOT|>`` go into the fork only; the turn keeps listening
+        and the conversation is untouched. The caller owns the context (``engine.release`` it).
+        """
+        if self._closed:
+            raise RuntimeError("turn already finished")
+        engine = self.conversation.engine
+        chunks = list(self.chunks)
+        tail = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
+        if self._worker is None:  # nothing prefilled yet (a turn shorter than one chunk)
+            ctx, _ = await self.conversation.fork()
+            try:
+                await engine.append_text(ctx, USER_PREFIX)
+            except BaseException:
+                engine.release(ctx)
+                raise
+        else:
+            future: asyncio.Future[Context] = asyncio.get_running_loop().create_future()
+            self._snapshots.append(future)
+            self._queue.put_nowait(_Snapshot(future))
+            try:
+                ctx = await future
+            except BaseException:  # cancelled just as the fork arrived: free it
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    engine.release(future.result())
+                raise
+            finally:
+                self._snapshots.remove(future)
+        try:
+            max_chunk = int(MAX_CHUNK_SECONDS * SAMPLE_RATE)
+            for start in range(0, len(tail), max_chunk):
+                piece = tail[start : start + max_chunk]
+                chunks.append(piece)
+                await engine.append_audio(ctx, piece)
+            await engine.append_text(ctx, END_OF_TURN)
+        except BaseException:
+            engine.release(ctx)
+            raise
+        return Turn(id=self.turn_id, role="user", parts=[AudioPart(chunks=chunks)]), ctx
+
     async def aclose(self) -> None:
         """Abandon the turn (buffer cleared, session closed): stop the worker and free the context."""
         self._closed = True
+        for future in self._snapshots:  # the worker will not get to them
+            future.cancel()
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):  # abandoning: errors are moot

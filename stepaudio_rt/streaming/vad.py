@@ -288,6 +288,12 @@ class TurnDetector:
         self._s = _State()
         self._energy = np.full(_NOISE_WINDOW, np.inf)
 
+    @property
+    def current_pause_ms(self) -> int | None:
+        """semantic_vad: where the current pause began (``PauseDetected.audio_end_ms``); it changes when
+        the user speaks again. None outside speech."""
+        return self._s.last_speech_end_frame * FRAME_MS if self._s.in_speech else None
+
     def restart_idle_timer(self) -> None:
         """Start counting ``idle_timeout_ms`` from now (e.g. when the assistant finished speaking)."""
         self._s.idle_anchor_frame = self._s.frames

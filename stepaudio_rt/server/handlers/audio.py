@@ -20,13 +20,21 @@ import time
 import numpy as np
 
 from stepaudio_rt.server import protocol as p
+from stepaudio_rt.server import speculative_response as speculative
 from stepaudio_rt.server.handlers.response import start_response
 from stepaudio_rt.server.input_audio import SAMPLE_RATE, InputBufferFull
 from stepaudio_rt.server.session import RealtimeSession, cancel_task
 from stepaudio_rt.server.transcription import start_transcription, turn_audio
 from stepaudio_rt.streaming.codecs import AudioDecodeError, decode_audio_bytes
 from stepaudio_rt.streaming.smart_turn import WINDOW_SAMPLES
-from stepaudio_rt.streaming.vad import IdleTimeout, PauseDetected, SpeechStarted, SpeechStopped, TurnDetector
+from stepaudio_rt.streaming.vad import (
+    FRAME_MS,
+    IdleTimeout,
+    PauseDetected,
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetector,
+)
 
 _MS = SAMPLE_RATE // 1000
 log = logging.getLogger(__name__)
@@ -69,6 +77,8 @@ async def _append(s: RealtimeSession, event: p.InputAudioBufferAppendEvent) -> N
                             item_id=p.new_id("item"),
                         )
                     )
+            if s.speculation is not None:  # the user spoke again: the speculative response is moot
+                speculative.still_live(s)
             if fed:
                 continue
             if manual:
@@ -100,6 +110,7 @@ async def _score_pause(s: RealtimeSession, item_id: str, ev: PauseDetected) -> N
     await cancel_task(s.eot_task)
     audio = s.input.samples(s.input.end - WINDOW_SAMPLES, s.input.end).copy()
     s.eot_task = asyncio.create_task(_end_if_complete(s, item_id, ev.pause, audio, s.input.vad), name="eot")
+    speculative.speculate(s, item_id, ev.audio_end_ms)  # the response starts now, held until the verdict
 
 
 async def _end_if_complete(
@@ -112,6 +123,7 @@ async def _end_if_complete(
     except Exception:  # the model failed: the maximum silence still ends the turn
         log.exception("end-of-turn scoring failed")
         hist.labels(verdict="error").observe(time.perf_counter() - t0)
+        speculative.discard(s, pause * FRAME_MS)
         return
     async with s.turn_lock:
         live = not s.closed and s.speech_item_id == item_id and s.input.vad is detector
@@ -119,6 +131,7 @@ async def _end_if_complete(
         if not live or probability < cfg.likely_threshold:
             verdict = "stale" if not live else "incomplete"
             hist.labels(verdict=verdict).observe(time.perf_counter() - t0)
+            speculative.discard(s, pause * FRAME_MS)
             return
         if probability >= cfg.end_of_turn_threshold:
             ev = detector.end_turn(pause)
@@ -129,6 +142,7 @@ async def _end_if_complete(
                 return
         hist.labels(verdict="stale" if ev is None else "complete").observe(time.perf_counter() - t0)
         if ev is None:
+            speculative.discard(s, pause * FRAME_MS)
             return
         s.eot_task = None  # this task is finishing the turn; a later pause must not cancel it
         try:  # as the reader loop would: a failure becomes an error event, the session lives on
@@ -142,6 +156,7 @@ async def _end_if_complete(
 
 async def _speech_started(s: RealtimeSession, ev: SpeechStarted) -> None:
     await cancel_task(s.eot_task)
+    speculative.discard(s)
     td = s.config.turn_detection
     if s.response is not None and (td is None or td.interrupt_response):
         await s.response.cancel_and_wait("turn_detected")
@@ -159,15 +174,25 @@ async def _speech_stopped(s: RealtimeSession, ev: SpeechStopped) -> None:
     assert item_id is not None
     s.speech_item_id = None
     s.send(p.InputAudioBufferSpeechStoppedEvent(audio_end_ms=ev.audio_end_ms, item_id=item_id))
-    finalize_s = await commit_turn(s, item_id, None)
-    s.input.drop_before(s.input.end)
-    td = s.config.turn_detection
-    if td is not None and td.create_response and s.response is None:
-        start_response(s, p.ResponseCreateParams(), turn_end=turn_end, finalize_s=finalize_s, event_id=None)
+    spec = speculative.take(s, item_id, ev.audio_end_ms)  # a response started at this pause, held so far
+    try:
+        finalize_s = await commit_turn(s, item_id, None, spec)
+        s.input.drop_before(s.input.end)
+        td = s.config.turn_detection
+        if td is not None and td.create_response and s.response is None:
+            start_response(
+                s, p.ResponseCreateParams(), turn_end=turn_end, finalize_s=finalize_s, event_id=None, speculation=spec
+            )
+    finally:
+        if spec is not None and not spec.released:
+            spec.cancel()
 
 
-async def commit_turn(s: RealtimeSession, item_id: str, event_id: str | None) -> float:
-    """Announce the user item, finish its prefill; returns the end-of-turn finalize time (s)."""
+async def commit_turn(
+    s: RealtimeSession, item_id: str, event_id: str | None, speculation: speculative.SpeculativeResponse | None = None
+) -> float:
+    """Announce the user item, finish its prefill (from the speculation's snapshot when there is one);
+    returns the end-of-turn finalize time (s)."""
     t0 = time.perf_counter()
     item = _user_item(item_id)
     previous = s.order[-1] if s.order else None
@@ -175,7 +200,9 @@ async def commit_turn(s: RealtimeSession, item_id: str, event_id: str | None) ->
     s.send(p.InputAudioBufferCommittedEvent(previous_item_id=previous, item_id=item_id))
     s.send(p.ConversationItemAddedEvent(previous_item_id=previous, item=item))
     s.send(p.ConversationItemDoneEvent(previous_item_id=previous, item=item))
-    committed = await s.scheduler.commit_listening(s.previous_in_conversation(item_id))
+    committed = await speculation.commit() if speculation is not None else None
+    if committed is None:
+        committed = await s.scheduler.commit_listening(s.previous_in_conversation(item_id))
     finalize_s = time.perf_counter() - t0
     start_transcription(s, item_id, turn_audio(committed.turn))
     return finalize_s
@@ -188,6 +215,7 @@ async def buffer_commit(s: RealtimeSession, event: p.InputAudioBufferCommitEvent
 
 async def _commit(s: RealtimeSession, event: p.InputAudioBufferCommitEvent) -> None:
     await cancel_task(s.eot_task)
+    speculative.discard(s)
     if s.input.duration_ms < s.settings.min_commit_ms:
         raise p.ProtocolError(
             "input_audio_buffer_commit_empty",
@@ -211,6 +239,7 @@ async def _commit(s: RealtimeSession, event: p.InputAudioBufferCommitEvent) -> N
 async def buffer_clear(s: RealtimeSession, event: p.InputAudioBufferClearEvent) -> None:
     async with s.turn_lock:
         await cancel_task(s.eot_task)
+        speculative.discard(s)
         await _clear(s)
 
 

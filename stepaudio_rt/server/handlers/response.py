@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stepaudio_rt.server import protocol as p
 from stepaudio_rt.server.handlers.voice import resolve_voice
 from stepaudio_rt.server.responder import ActiveResponse
 from stepaudio_rt.server.session import RealtimeSession, wire_format
+from stepaudio_rt.streaming.codecs import AudioFormat
 from stepaudio_rt.streaming.conversation import ConversationError, Turn
 from stepaudio_rt.streaming.scheduler import ResponseOptions
+
+if TYPE_CHECKING:
+    from stepaudio_rt.server.speculative_response import SpeculativeResponse
 
 
 def _input_turns(
@@ -38,15 +44,18 @@ def _input_turns(
     return turns
 
 
-def start_response(
-    s: RealtimeSession,
-    params: p.ResponseCreateParams,
-    *,
-    turn_end: float,
-    finalize_s: float | None = None,
-    event_id: str | None = None,
-) -> ActiveResponse:
-    """Validate the per-response overrides against the session, then start the response task."""
+@dataclass(frozen=True)
+class ResponsePlan:
+    """A validated response: the protocol object, the run options, the wire format and where it goes."""
+
+    response: p.Response
+    options: ResponseOptions
+    out_fmt: AudioFormat
+    in_conversation: bool
+
+
+def plan_response(s: RealtimeSession, params: p.ResponseCreateParams, event_id: str | None = None) -> ResponsePlan:
+    """Validate the per-response overrides against the session (raises ``ProtocolError``)."""
     cfg = s.config
     settings = s.settings
     modalities = params.output_modalities or cfg.output_modalities
@@ -116,9 +125,27 @@ def start_response(
         else None,
         metadata=params.metadata,
     )
-    active = ActiveResponse(
-        s, response, s.scheduler.response(options), out_fmt, in_conversation, turn_end, finalize_s
-    )
+    return ResponsePlan(response, options, out_fmt, in_conversation)
+
+
+def start_response(
+    s: RealtimeSession,
+    params: p.ResponseCreateParams,
+    *,
+    turn_end: float,
+    finalize_s: float | None = None,
+    event_id: str | None = None,
+    speculation: SpeculativeResponse | None = None,
+) -> ActiveResponse:
+    """Validate the per-response overrides against the session, then start the response task.
+
+    ``speculation``: a held speculative run for this turn; used when it was started with the same
+    options (otherwise it is discarded and the response starts afresh)."""
+    plan = plan_response(s, params, event_id)
+    run = speculation.release(plan.options) if speculation is not None else None
+    if run is None:
+        run = s.scheduler.response(plan.options)
+    active = ActiveResponse(s, plan.response, run, plan.out_fmt, plan.in_conversation, turn_end, finalize_s)
     s.response = active
     active.start()
     return active

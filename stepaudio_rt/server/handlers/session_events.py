@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stepaudio_rt.server import protocol as p
+from stepaudio_rt.server import speculative_response
 from stepaudio_rt.server.handlers.voice import resolve_voice
 from stepaudio_rt.server.session import RealtimeSession
 from stepaudio_rt.streaming.codecs import AudioFormatError
@@ -35,4 +36,5 @@ async def session_update(s: RealtimeSession, event: p.SessionUpdateEvent) -> Non
     if new.turn_detection is None and s.speech_item_id is not None:
         s.speech_item_id = None
         await s.scheduler.abandon_listening()
+    speculative_response.still_live(s)  # a new turn detection or format ends a speculation
     s.send(p.SessionUpdatedEvent(session=s.config))
