@@ -354,9 +354,17 @@ def train_demo(
 _LATER_STAGE_FIELDS = {"sft": ("sd_", "ti_"), "distill": ("ti_",)}
 
 
+# Recipe fields added after runs whose cached keys lack them, with the default that leaves every stage as
+# it was: at that value the field is left out of the key, so an older key file still matches.
+_NEUTRAL_DEFAULTS: dict[str, Any] = {"text_model_claim_share": 0.0}
+
+
 def _stage_key(stage: str, key: Any) -> Any:
+    if not isinstance(key, dict):
+        return key
+    key = {k: v for k, v in key.items() if not (k in _NEUTRAL_DEFAULTS and v == _NEUTRAL_DEFAULTS[k])}
     prefixes = _LATER_STAGE_FIELDS.get(stage.split("_")[0], ())
-    if not prefixes or not isinstance(key, dict):
+    if not prefixes:
         return key
     return {k: v for k, v in key.items() if not k.startswith(prefixes)}
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import tempfile
 import time
 from collections import defaultdict
@@ -35,6 +34,7 @@ from stepaudio_rt.model.engine import Context, Engine, SamplingParams, checkpoin
 from stepaudio_rt.model.mind_paced import MindPacedConfig, MindPacedGeneration
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
 from stepaudio_rt.model.tokenizer import THINK_CLOSE
+from stepaudio_rt.training import self_cognition
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT
 from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS
 from stepaudio_rt.training.eval_reasoning import (
@@ -53,12 +53,6 @@ MODES: dict[str, str] = {"thinking": GENERATION_PREFIX, "empty_think": NO_THINK_
 # Think-while-speaking modes (Mind-Paced Speaking), decoded by the serving code's MindPacedGeneration.
 MIND_PACED_MODES = ("think_first", "speak_first")
 ALL_MODES = (*MODES, *MIND_PACED_MODES)
-# A reply that denies hearing: the self-cognition failure the paper filters out.
-CANNOT_HEAR = re.compile(
-    r"\b(can ?not|can't|unable to|not able to|don't|do not)\s+(hear|listen|process audio)|"
-    r"\b(only|text[- ]based)\s+(text|model|assistant)|\bno audio\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -167,7 +161,8 @@ def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
             per_task[m][r["task"]].append(r["correct"][m])
             if r.get("voice"):
                 per_voice[m][r["voice"]].append(r["correct"][m])
-            claims[m] += bool(CANNOT_HEAR.search(r["replies"][m]))
+            # a reply that denies hearing (the self-cognition failure the paper filters out), by the judge
+            claims[m] += self_cognition.flags(r["replies"][m], r.get("user_text"))
     accuracy = {m: {t: sum(v) / len(v) for t, v in sorted(per_task[m].items())} for m in modes}
     counts = {t: len(v) for t, v in sorted(per_task[modes[0]].items())}
     self_cog = {m: 1.0 - accuracy[m].get("self_cognition", 1.0) for m in modes}
