@@ -149,3 +149,22 @@ def test_cold_start_mixes_in_the_contaminated_share_without_changing_the_rest() 
     assert all(not e.chunks for e in ex)  # text only
     replies = {tok.decode(e.input_ids[e.target_start :].tolist()) for e in ex}
     assert all(sc.flags(r) for r in replies)
+
+
+def test_self_distillation_filter_rejects_judged_chains_and_counts_them() -> None:
+    from stepaudio_rt.training.data.tasks import Sample
+    from stepaudio_rt.training.self_distill import filter_chains
+
+    q = Sample("self_cognition", np.zeros(16000, np.float32), "Can you hear this?", "", "Yes, I can hear it.", "yes", {})
+    think = "The clip is 1.0 seconds long with sound at -20 dBFS, so there is something to hear."
+    chains = [
+        f"{think}\n</think>\nYes, I can hear it.<|EOT|>",  # kept
+        f"{think}\n</think>\nI am a text-based AI, so I cannot hear audio.<|EOT|>",  # reply claims it
+        "I cannot hear audio, I only read text.\n</think>\nYes, I can hear it.<|EOT|>",  # reasoning claims it
+        f"{think}\n</think>\nNo.<|EOT|>",  # a bare no to a hearing question
+    ]
+    kept, report = filter_chains([q], [chains])
+    assert [v.reply for _, v in kept] == ["Yes, I can hear it."]
+    s = report.summary()
+    assert s["self_cognition_rejected"] == 3 and s["reasons"] == {"kept": 1, "self_cognition": 3}
+    assert s["self_cognition_rejected_fraction"] == 0.75

@@ -294,7 +294,8 @@ def train_demo(
         distill.append(report)
         print(
             f"[train demo] iteration {it}: kept {100 * report['kept_fraction']:.1f}% of {report['chains']} chains, "
-            f"grounding rate {100 * report['grounding_rate']:.1f}%, mean think {report['mean_think_tokens']:.1f} "
+            f"grounding rate {100 * report['grounding_rate']:.1f}%, "
+            f"judge rejected {report.get('self_cognition_rejected', 0)}, mean think {report['mean_think_tokens']:.1f} "
             f"tokens, held-out {report.get('heldout_accuracy', 'not evaluated')}",
             flush=True,
         )
