@@ -19,8 +19,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Development install: + training and test extras.
+# verl (the full-scale RL recipe's trainer) without its dependencies: its transformers pin conflicts with
+# ours; the recipe's tests need only its config schema (extra verl-cpu holds what `import verl` needs).
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[tts,train,test]'
+	$(BIN)/pip install -q -e '.[tts,train,test,verl-cpu]'
+	$(BIN)/pip install -q --no-deps verl==0.9.1
 	touch $@
 
 install: $(VENV)/.installed
