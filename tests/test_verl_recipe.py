@@ -154,3 +154,21 @@ def test_a_key_verl_does_not_know_is_rejected() -> None:
 
     with pytest.raises(ConfigCompositionException):
         _compose(["algorithm.gama=1.0"])
+
+
+def test_verls_rl_dataset_reads_the_parquet_into_text_and_audio_parts(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    samples = _samples()[:2]
+    path = ds.write_rl_parquet(samples, tmp_path / "train.parquet")
+    cfg = OmegaConf.create({"filter_overlong_prompts": False, "audio_key": "audios", "cache_dir": str(tmp_path)})
+    # the processor is only asserted to exist here (it runs in the rollout's agent loop, not in the dataset)
+    data = RLHFDataset(data_files=[str(path)], tokenizer=None, config=cfg, processor=object())
+    audio_row, text_row = data[0], data[1]
+    user = audio_row["raw_prompt"][1]["content"]
+    assert [p["type"] for p in user] == ["text", "audio"] and user[0]["text"] == "How many beeps do you hear?\n"
+    assert user[1]["sampling_rate"] == 16000
+    np.testing.assert_allclose(ds.decode_audio(user[1]), samples[0].audio, atol=1 / 32768 + 1e-7)
+    assert text_row["raw_prompt"][1]["content"] == "What is 12 plus 7?"
+    assert audio_row["reward_model"]["ground_truth"] == "3" and audio_row["extra_info"]["task"] == "beep_count"

@@ -66,7 +66,8 @@ class DpoConfig:
     temperature: float = 1.0  # sampling is meant to surface the rare denial
     max_tokens: int = 64
     beta: float = 0.1  # TRL's default and the DPO paper's common setting
-    lr: float = 5e-6
+    # for the 10M-parameter demo model (trained at 5e-4); full-scale DPO runs commonly use 5e-7..5e-6
+    lr: float = 2e-5
     warmup_steps: int = 5
     steps: int = 100
     batch_size: int = 8  # pairs per step

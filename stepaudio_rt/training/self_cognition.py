@@ -256,7 +256,9 @@ def probe_checkpoint(
     from stepaudio_rt.training.evaluate import MODES, answer_sample
 
     probes = make_probes(n, seed)
-    engine = TorchEngine.from_pretrained(checkpoint, max_contexts=2 * concurrency + 2, progress=False)
+    # a probe holds its prefix and one fork; released slots return to the pool only when the engine's
+    # job queue runs the release, so size the pool as eval does
+    engine = TorchEngine.from_pretrained(checkpoint, max_contexts=4 * concurrency + 4, progress=False)
     bar = tqdm(total=len(probes), desc="self-cognition probes", unit="probe", disable=not progress)
 
     async def run() -> list[str]:
