@@ -222,6 +222,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     modes: Sequence[str] = ALL_MODES,
     reasoning: ReasoningFigures | None = None,
+    probes: int = 0,
 ) -> dict[str, Any]:
     """Evaluate the checkpoint at ``path`` on ``n`` held-out samples; writes ``eval.json``,
     ``eval_samples.jsonl`` and ``eval_accuracy.png`` to ``out_dir`` and returns the summary.
@@ -229,6 +230,9 @@ def evaluate_checkpoint(
     The held-out split is synthesised afresh (deterministic in ``seed``) unless ``data_dir`` holds one.
     ``reasoning`` adds the reasoning figures (``training.eval_reasoning``) under ``summary["reasoning"]``
     and ``eval_think_budget.png``; by default only the reply audio length is added (it needs no decoding).
+    ``probes`` > 0 adds the self-cognition error rate on that many held-out audio probes
+    (``self_cognition.make_probes``, judged by ``self_cognition.judge``) under
+    ``summary["self_cognition_probes"]``.
     """
     from stepaudio_rt.model.torch_engine import TorchEngine
     from stepaudio_rt.training.data.build import build_dataset, load_split
@@ -256,7 +260,12 @@ def evaluate_checkpoint(
     async def run() -> tuple[list[dict], dict[str, Any]]:
         try:
             rows = await _evaluate(engine, samples, concurrency, max_tokens, progress, modes)
-            return rows, await figures.run(engine, samples)
+            extra = await figures.run(engine, samples)
+            if probes > 0:
+                extra["self_cognition_probes"] = await self_cognition.probe_engine(
+                    engine, self_cognition.make_probes(probes, seed), concurrency=concurrency, progress=progress
+                )
+            return rows, extra
         finally:
             await engine.aclose()
 
@@ -268,6 +277,8 @@ def evaluate_checkpoint(
         m: reply_length_summary([r["replies"][m] for r in rows], MODES.get(m, GENERATION_PREFIX) == GENERATION_PREFIX)
         for m in modes
     }
+    if "self_cognition_probes" in extra:
+        summary["self_cognition_probes"] = extra.pop("self_cognition_probes")
     summary["reasoning"] = extra
     if "think_budget" in extra:
         plot_budget_curve(extra["think_budget"], out / "eval_think_budget.png")
@@ -294,6 +305,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     for key in ("self_cognition_error_rate", "cannot_hear_claim_rate"):
         lines.append(f"{key:<25}" + "".join(f"{m}={100 * v:.2f}%  " for m, v in summary[key].items()))
+    if "self_cognition_probes" in summary:
+        pr = summary["self_cognition_probes"]
+        lines.append(f"self-cognition probes: {100 * pr['error_rate']:.2f}% of {pr['n']} claim not to hear")
     by_voice = summary.get("accuracy_by_voice", {}).get(modes[0], {})
     if by_voice:
         worst = sorted(by_voice.items(), key=lambda kv: kv[1])[:3]
@@ -341,10 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--modes", default=",".join(ALL_MODES), help="comma-separated: " + ", ".join(ALL_MODES))
     ap.add_argument("--quick", action="store_true", help="per-task accuracy only, no reasoning figures")
+    ap.add_argument("--probes", type=int, default=64, help="held-out self-cognition probes (0: none)")
     a = ap.parse_args(argv)
     figures = ReasoningFigures() if a.quick else ReasoningFigures.full()
     evaluate_checkpoint(a.model, a.out, n=a.n, seed=a.seed, data_dir=a.data, reasoning=figures,
-                        modes=a.modes.split(","))
+                        modes=a.modes.split(","), probes=a.probes)
 
 
 if __name__ == "__main__":

@@ -242,43 +242,31 @@ def error_rate(replies: Sequence[str], questions: Sequence[str] | None = None) -
     return sum(flags(r, q) for r, q in zip(replies, qs, strict=True)) / len(replies)
 
 
-def probe_checkpoint(
-    checkpoint: Any, n: int = 64, seed: int = 0, max_tokens: int = 64, concurrency: int = 4, progress: bool = True
+async def probe_engine(
+    engine: Any, probes: Sequence[Any], max_tokens: int = 64, concurrency: int = 4, progress: bool = True
 ) -> dict[str, Any]:
-    """Self-cognition error rate of a checkpoint on ``n`` probes, greedy, through the serving engine
-    (``evaluate.answer_sample``, thinking mode: what the server does by default). Returns the rate, the
-    count and the flagged replies."""
+    """Self-cognition error rate on ``probes`` (:func:`make_probes`), greedy, through ``engine`` as the
+    server feeds a spoken turn (``evaluate.answer_sample``, thinking mode: the server's default). Returns
+    the count, the rate, the flagged replies and the first replies (to read what the model says)."""
     import asyncio
 
     from tqdm.auto import tqdm
 
-    from stepaudio_rt.model.torch_engine import TorchEngine
     from stepaudio_rt.training.evaluate import MODES, answer_sample
 
-    probes = make_probes(n, seed)
-    # a probe holds its prefix and one fork; released slots return to the pool only when the engine's
-    # job queue runs the release, so size the pool as eval does
-    engine = TorchEngine.from_pretrained(checkpoint, max_contexts=4 * concurrency + 4, progress=False)
+    sem = asyncio.Semaphore(concurrency)
     bar = tqdm(total=len(probes), desc="self-cognition probes", unit="probe", disable=not progress)
 
-    async def run() -> list[str]:
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one(p: Any) -> str:
-            async with sem:
-                out = await answer_sample(
-                    engine, p.user_text, p.audio, modes={"thinking": MODES["thinking"]}, max_tokens=max_tokens
-                )
-            bar.update(1)
-            return out["thinking"]
-
-        try:
-            return list(await asyncio.gather(*(one(p) for p in probes)))
-        finally:
-            await engine.aclose()
+    async def one(p: Any) -> str:
+        async with sem:
+            out = await answer_sample(
+                engine, p.user_text, p.audio, modes={"thinking": MODES["thinking"]}, max_tokens=max_tokens
+            )
+        bar.update(1)
+        return out["thinking"]
 
     try:
-        replies = asyncio.run(run())
+        replies = list(await asyncio.gather(*(one(p) for p in probes)))
     finally:
         bar.close()
     judged = [judge(r, p.user_text) for r, p in zip(replies, probes, strict=True)]
@@ -290,7 +278,30 @@ def probe_checkpoint(
             for p, r, j in zip(probes, replies, judged, strict=True)
             if j.flagged
         ],
+        "sample_replies": [{"question": p.user_text, "reply": r} for p, r in zip(probes[:8], replies[:8], strict=False)],
     }
+
+
+def probe_checkpoint(
+    checkpoint: Any, n: int = 64, seed: int = 0, max_tokens: int = 64, concurrency: int = 4, progress: bool = True
+) -> dict[str, Any]:
+    """:func:`probe_engine` on ``n`` probes for the checkpoint at ``checkpoint`` (its own TorchEngine)."""
+    import asyncio
+
+    from stepaudio_rt.model.torch_engine import TorchEngine
+
+    probes = make_probes(n, seed)
+    # a probe holds its prefix and one fork; released slots return to the pool only when the engine's
+    # job queue runs the release, so size the pool as eval does
+    engine = TorchEngine.from_pretrained(checkpoint, max_contexts=4 * concurrency + 4, progress=False)
+
+    async def run() -> dict[str, Any]:
+        try:
+            return await probe_engine(engine, probes, max_tokens, concurrency, progress)
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(run())
 
 
 __all__ = [
@@ -306,5 +317,6 @@ __all__ = [
     "judge",
     "make_probes",
     "probe_checkpoint",
+    "probe_engine",
     "reply_text",
 ]
