@@ -24,6 +24,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[tts,train,test,verl-cpu]'
 	$(BIN)/pip install -q --no-deps verl==0.9.1
+	# verl's wheel also installs its own top-level `tests` package, which shadows ours (`from tests.conftest ...`)
+	rm -rf $(VENV)/lib/python3*/site-packages/tests
 	touch $@
 
 install: $(VENV)/.installed
