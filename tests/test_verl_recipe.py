@@ -172,3 +172,21 @@ def test_verls_rl_dataset_reads_the_parquet_into_text_and_audio_parts(tmp_path: 
     np.testing.assert_allclose(ds.decode_audio(user[1]), samples[0].audio, atol=1 / 32768 + 1e-7)
     assert text_row["raw_prompt"][1]["content"] == "What is 12 plus 7?"
     assert audio_row["reward_model"]["ground_truth"] == "3" and audio_row["extra_info"]["task"] == "beep_count"
+
+
+def test_selection_sends_the_audio_as_an_input_audio_part(tmp_path: Path) -> None:
+    import base64
+    import io
+
+    import soundfile as sf
+
+    from stepaudio_rt.training.verl.selection import chat_messages
+
+    rows = ds.read_rl_parquet(ds.write_rl_parquet(_samples()[:2], tmp_path / "d.parquet"))
+    system, user = chat_messages(rows[0])
+    assert system["role"] == "system" and isinstance(system["content"], str)
+    assert [p["type"] for p in user["content"]] == ["text", "input_audio"]
+    wav = base64.b64decode(user["content"][1]["input_audio"]["data"])
+    audio, sr = sf.read(io.BytesIO(wav), dtype="float32")
+    assert sr == 16000 and len(audio) == len(_samples()[0].audio)
+    assert chat_messages(rows[1])[1] == {"role": "user", "content": "What is 12 plus 7?"}

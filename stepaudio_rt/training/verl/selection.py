@@ -88,8 +88,10 @@ def sample_rollouts(data: Path, out: Path, base_url: str, model: str, n: int, te
     client = OpenAI(base_url=base_url, api_key="unused")
     rows = read_rl_parquet(data)
     for row in tqdm(rows, desc="pass@8 sampling", unit="question"):
+        # as the official Step-Audio-R1 client asks: keep <think>/</think> whatever their token status
         resp = client.chat.completions.create(
-            model=model, messages=chat_messages(row), n=n, temperature=temperature, max_tokens=max_tokens
+            model=model, messages=chat_messages(row), n=n, temperature=temperature, max_tokens=max_tokens,
+            extra_body={"skip_special_tokens": False},
         )
         row["responses"] = [c.message.content or "" for c in resp.choices]
     pd.DataFrame(rows).to_parquet(out, index=False)
