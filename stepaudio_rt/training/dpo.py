@@ -315,6 +315,9 @@ def run_dpo_stage(checkpoint_dir: str | Path, out_dir: str | Path, work_dir: str
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start = int(state["step"])
+        if log_path.exists():  # records logged after the last save are redone: drop them
+            kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start]
+            log_path.write_text("".join(ln + "\n" for ln in kept))
     elif log_path.exists():
         log_path.unlink()
     t1 = time.perf_counter()
