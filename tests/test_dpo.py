@@ -29,6 +29,15 @@ def test_dpo_loss_matches_a_hand_computed_value() -> None:
     assert float(loss) == pytest.approx(0.7981389, abs=1e-6) and m["accuracy"] == 0.0
 
 
+def test_dpo_config_round_trips_and_rejects_bad_values() -> None:
+    cfg = dpo.DpoConfig.mini()
+    assert dpo.DpoConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        dpo.DpoConfig.from_dict({"betta": 0.1})
+    with pytest.raises(ValueError, match="beta"):
+        dpo.DpoConfig(beta=0)
+
+
 def test_sequence_logps_sums_the_shifted_target_tokens() -> None:
     logits = torch.log(torch.tensor([[[0.5, 0.5], [0.2, 0.8], [0.9, 0.1]]]))  # [1, 3, 2]
     labels = torch.tensor([[-100, 1, 0]])  # position 1 predicted from 0 (p=0.5), position 2 from 1 (p=0.2)

@@ -87,6 +87,16 @@ class DpoConfig:
         if self.n_probes < 0:
             raise ValueError(f"n_probes must be >= 0, got {self.n_probes}")
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DpoConfig:
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown DpoConfig keys: {', '.join(unknown)}")
+        return cls(**data)
+
     @classmethod
     def mini(cls, **overrides: Any) -> DpoConfig:
         """The CI miniature: a few questions, a few steps, a few probes."""
