@@ -241,7 +241,10 @@ def sample_chains(
     from stepaudio_rt.model.engine import checkpoint_listen_chunk_seconds
     from stepaudio_rt.model.torch_engine import TorchEngine
 
-    engine = TorchEngine.from_pretrained(checkpoint, max_contexts=concurrency * (k + 1) + 2, progress=False)
+    # a question in flight holds its prefix and k forks; a finished question's slots return to the pool
+    # only when the engine's job queue runs their release, while the next question's prefix is allocated
+    # at once: one more slot per concurrent question (without it, sampling under CPU load ran out of slots)
+    engine = TorchEngine.from_pretrained(checkpoint, max_contexts=concurrency * (k + 2) + 2, progress=False)
     chunk_seconds = checkpoint_listen_chunk_seconds(engine.generation_config)
     bar = tqdm(total=len(samples), desc="sample chains", unit="question", disable=not progress)
 
