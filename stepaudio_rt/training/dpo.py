@@ -339,7 +339,7 @@ def run_dpo_stage(checkpoint_dir: str | Path, out_dir: str | Path, work_dir: str
             lp = pair_logps(model, batch, patch_id)
             n = len(idx)
             loss, m = dpo_loss(lp[:n], lp[n:], ref[idx, 0], ref[idx, 1], cfg.beta)
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"DPO loss is {float(loss)} at step {step}; state.pt is from before it")
             opt.zero_grad(set_to_none=True)
             loss.backward()
