@@ -50,12 +50,33 @@ def contaminated_sft(ckpt: Path, work: Path, out: Path, share: float, steps: int
     return out / "ckpt"
 
 
+def checkpoint_from_state(state_path: Path, tokenizer_dir: Path, out: Path) -> Path:
+    """A checkpoint (official layout) from a `train demo` SFT state (``work/sft/state.pt``) and its
+    tokenizer: e.g. the cold-start model of a run still in progress."""
+    from stepaudio_rt.model.checkpoint import save_checkpoint
+    from stepaudio_rt.model.tokenizer import StepAudioTokenizer
+    from stepaudio_rt.training.config import DemoConfig
+    from stepaudio_rt.training.demo import build_demo_model, demo_generation_config
+
+    if (out / "config.json").exists():
+        return out
+    tokenizer = StepAudioTokenizer.from_pretrained(tokenizer_dir)
+    model = build_demo_model(DemoConfig(), tokenizer)
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"], strict=False)
+    save_checkpoint(model, tokenizer, out, dtype=torch.float16, generation_config=demo_generation_config(tokenizer))
+    (out / "from_state.json").write_text(json.dumps({"state": str(state_path), "step": int(state["step"])}))
+    return out
+
+
 def main() -> None:
     from stepaudio_rt.training import dpo
     from stepaudio_rt.training import self_cognition as sc
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ckpt", type=Path, required=True)
+    ap.add_argument("--ckpt", type=Path, default=None)
+    ap.add_argument("--state", type=Path, default=None, help="instead of --ckpt: a train demo SFT state.pt")
+    ap.add_argument("--skip-dpo", action="store_true")
     ap.add_argument("--work", type=Path, required=True, help="a train demo work dir (data + feature cache)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--share", type=float, default=0.05)
@@ -69,6 +90,8 @@ def main() -> None:
     torch.set_num_threads(2)
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if a.state is not None:
+        a.ckpt = checkpoint_from_state(a.state, a.work / "tokenizer", a.out / "base_ckpt")
     base_path = a.out / "probes_base.json"
     if not base_path.exists():
         base_path.write_text(json.dumps(sc.probe_checkpoint(a.ckpt, n=a.probes), indent=2))
@@ -77,6 +100,11 @@ def main() -> None:
     t_sft = time.perf_counter()
     bad = contaminated_sft(a.ckpt, a.work, a.out / "contaminated", a.share, a.steps, a.n_samples, a.lr)
     t_sft = time.perf_counter() - t_sft
+    if a.skip_dpo:
+        after = sc.probe_checkpoint(bad, n=a.probes)
+        (a.out / "probes_contaminated.json").write_text(json.dumps(after, indent=2))
+        print(json.dumps({"supervised": base["error_rate"], "contaminated_sft": after["error_rate"]}), flush=True)
+        return
     cfg = dpo.DpoConfig(n_questions=a.dpo_questions, steps=a.dpo_steps, n_probes=a.probes, lr=2e-5)
     t_dpo = time.perf_counter()
     dpo.run_dpo_stage(bad, a.out / "dpo_ckpt", a.out / "dpo", cfg)
