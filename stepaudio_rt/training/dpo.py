@@ -340,7 +340,7 @@ def run_dpo_stage(checkpoint_dir: str | Path, out_dir: str | Path, work_dir: str
             n = len(idx)
             loss, m = dpo_loss(lp[:n], lp[n:], ref[idx, 0], ref[idx, 1], cfg.beta)
             if not math.isfinite(float(loss.detach())):
-                raise FloatingPointError(f"DPO loss is {float(loss)} at step {step}; state.pt is from before it")
+                raise FloatingPointError(f"DPO loss is {float(loss.detach())} at step {step}; state.pt is from before it")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
@@ -348,9 +348,9 @@ def run_dpo_stage(checkpoint_dir: str | Path, out_dir: str | Path, work_dir: str
             sched.step()
             done = step + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}", margin=f"{m['margin']:.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", margin=f"{m['margin']:.3f}")
             if done % cfg.log_every == 0 or done == cfg.steps:
-                rec = {"step": done, "loss": round(float(loss), 5), **{k: round(v, 5) for k, v in m.items()},
+                rec = {"step": done, "loss": round(float(loss.detach()), 5), **{k: round(v, 5) for k, v in m.items()},
                        "grad_norm": round(grad_norm, 4), "lr": sched.get_last_lr()[0],
                        "elapsed_s": round(time.perf_counter() - t1, 1)}
                 logf.write(json.dumps(rec) + "\n")
