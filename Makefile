@@ -19,8 +19,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Development install: + training and test extras.
+# verl (the full-scale RL recipe's trainer) without its dependencies: its transformers pin conflicts with
+# ours; the recipe's tests need only its config schema (extra verl-cpu holds what `import verl` needs).
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[tts,train,test]'
+	$(BIN)/pip install -q -e '.[tts,train,test,verl-cpu]'
+	$(BIN)/pip install -q --no-deps verl==0.9.1
+	# verl's wheel also installs its own top-level `tests` package, which shadows ours (`from tests.conftest ...`)
+	rm -rf $(VENV)/lib/python3*/site-packages/tests
 	touch $@
 
 install: $(VENV)/.installed

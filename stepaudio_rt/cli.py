@@ -366,6 +366,7 @@ def eval_cmd(
         "thinking,empty_think,think_first,speak_first"
     ),
     quick: Annotated[bool, typer.Option(help="per-task accuracy only, no think-budget/session figures")] = False,
+    probes: Annotated[int, typer.Option(help="held-out audio self-cognition probes, judged (0: none)")] = 64,
 ) -> None:
     """Accuracy per task on the held-out spoken tasks, through the TorchEngine: thinking, the empty think
     block, and think-while-speaking (think_first, speak_first); plus accuracy against think budget, turn 1
@@ -376,7 +377,7 @@ def eval_cmd(
 
     figures = ReasoningFigures() if quick else ReasoningFigures.full()
     evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, reasoning=figures,
-                        modes=modes.split(","))
+                        modes=modes.split(","), probes=probes)
 
 
 def main() -> None:  # pragma: no cover - console entry point

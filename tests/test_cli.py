@@ -49,6 +49,12 @@ def test_train_demo_mini_and_eval_through_the_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "demo", "--mini", "--out", str(out), "--work", str(work)])
     assert result.exit_code == 0, result.output
     assert (out / "config.json").exists() and (out / "generation_config.json").exists()
-    result = runner.invoke(app, ["eval", "--model", str(out), "--out", str(tmp_path / "eval"), "-n", "4"])
+    result = runner.invoke(
+        app, ["eval", "--model", str(out), "--out", str(tmp_path / "eval"), "-n", "4", "--probes", "3"]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "eval" / "eval.json").exists() and (tmp_path / "eval" / "eval_accuracy.png").exists()
+    import json
+
+    probes = json.loads((tmp_path / "eval" / "eval.json").read_text())["self_cognition_probes"]
+    assert probes["n"] == 3 and 0.0 <= probes["error_rate"] <= 1.0 and "self-cognition probes" in result.output

@@ -134,6 +134,11 @@ class DemoConfig:
     ti_steps: int = 800
     ti_lr: float = 2e-4
     ti_examples: int = 6000
+    # --- MGRD self-cognition (issue 13): share of the cold-start examples that are contaminated text-only
+    # samples in which the assistant says it is a text model (training.self_cognition), added on top of
+    # the mixture. 0 in the shipped demo recipe; DemoConfig.mgrd() sets it. Added after the v2 recipe's
+    # runs: at its default it does not invalidate their cached stages (demo._without_new_defaults).
+    text_model_claim_share: float = 0.0
     save_every: int = 250
     log_every: int = 10
     torch_threads: int = 2
@@ -177,6 +182,14 @@ class DemoConfig:
         )
         return replace(base, **overrides)
 
+    @classmethod
+    def mgrd(cls, **overrides: Any) -> DemoConfig:
+        """The MGRD recipe's supervised part: the demo recipe with contaminated cold-start data (text-only
+        "I am a text model" replies, ``text_model_claim_share``), so that the supervised model shows the
+        self-cognition error the judge filter and DPO then remove. 2%: the order of the paper's base error
+        rate (6.76%); the probes measure what it gives (training.self_cognition.probe_checkpoint)."""
+        return replace(cls(), **{"text_model_claim_share": 0.02, **overrides})
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "first_phase_tasks", tuple(self.first_phase_tasks))  # JSON gives a list
         for name in ("first_phase_repeats", "first_phase_leads"):  # task -> a count of draws or steps
@@ -200,6 +213,8 @@ class DemoConfig:
             raise ValueError(
                 f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}"
             )
+        if not 0.0 <= self.text_model_claim_share < 1.0:
+            raise ValueError(f"text_model_claim_share must be in [0, 1), got {self.text_model_claim_share}")
         if not 0.0 <= self.empty_think_share <= 1.0:
             raise ValueError(f"empty_think_share must be in [0, 1], got {self.empty_think_share}")
         for name in ("n_dialogs", "sd_iterations", "sd_steps", "sd_eval_n", "ti_steps", "ti_examples", "sd_replay"):

@@ -296,7 +296,8 @@ def train_demo(
         distill.append(report)
         print(
             f"[train demo] iteration {it}: kept {100 * report['kept_fraction']:.1f}% of {report['chains']} chains, "
-            f"grounding rate {100 * report['grounding_rate']:.1f}%, mean think {report['mean_think_tokens']:.1f} "
+            f"grounding rate {100 * report['grounding_rate']:.1f}%, "
+            f"judge rejected {report.get('self_cognition_rejected', 0)}, mean think {report['mean_think_tokens']:.1f} "
             f"tokens, held-out {report.get('heldout_accuracy', 'not evaluated')}",
             flush=True,
         )
@@ -357,8 +358,10 @@ _LATER_STAGE_FIELDS = {"sft": ("sd_", "ti_"), "distill": ("ti_",)}
 
 
 def _stage_key(stage: str, key: Any) -> Any:
+    if not isinstance(key, dict):
+        return key
     prefixes = _LATER_STAGE_FIELDS.get(stage.split("_")[0], ())
-    if not prefixes or not isinstance(key, dict):
+    if not prefixes:
         return key
     return {k: v for k, v in key.items() if not k.startswith(prefixes)}
 

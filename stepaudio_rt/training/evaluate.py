@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import tempfile
 import time
 from collections import defaultdict
@@ -35,6 +34,7 @@ from stepaudio_rt.model.engine import Context, Engine, SamplingParams, checkpoin
 from stepaudio_rt.model.mind_paced import MindPacedConfig, MindPacedGeneration
 from stepaudio_rt.model.prompt import GENERATION_PREFIX, NO_THINK_PREFIX
 from stepaudio_rt.model.tokenizer import THINK_CLOSE
+from stepaudio_rt.training import self_cognition
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT
 from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS
 from stepaudio_rt.training.eval_reasoning import (
@@ -53,12 +53,6 @@ MODES: dict[str, str] = {"thinking": GENERATION_PREFIX, "empty_think": NO_THINK_
 # Think-while-speaking modes (Mind-Paced Speaking), decoded by the serving code's MindPacedGeneration.
 MIND_PACED_MODES = ("think_first", "speak_first")
 ALL_MODES = (*MODES, *MIND_PACED_MODES)
-# A reply that denies hearing: the self-cognition failure the paper filters out.
-CANNOT_HEAR = re.compile(
-    r"\b(can ?not|can't|unable to|not able to|don't|do not)\s+(hear|listen|process audio)|"
-    r"\b(only|text[- ]based)\s+(text|model|assistant)|\bno audio\b",
-    re.IGNORECASE,
-)
 
 
 # Reasoning figures by CLI name -> the ReasoningFigures field that sizes it.
@@ -179,7 +173,8 @@ def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
             per_task[m][r["task"]].append(r["correct"][m])
             if r.get("voice"):
                 per_voice[m][r["voice"]].append(r["correct"][m])
-            claims[m] += bool(CANNOT_HEAR.search(r["replies"][m]))
+            # a reply that denies hearing (the self-cognition failure the paper filters out), by the judge
+            claims[m] += self_cognition.flags(r["replies"][m], r.get("user_text"))
     accuracy = {m: {t: sum(v) / len(v) for t, v in sorted(per_task[m].items())} for m in modes}
     counts = {t: len(v) for t, v in sorted(per_task[modes[0]].items())}
     self_cog = {m: 1.0 - accuracy[m].get("self_cognition", 1.0) for m in modes}
@@ -239,6 +234,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     modes: Sequence[str] = ALL_MODES,
     reasoning: ReasoningFigures | None = None,
+    probes: int = 0,
 ) -> dict[str, Any]:
     """Evaluate the checkpoint at ``path`` on ``n`` held-out samples; writes ``eval.json``,
     ``eval_samples.jsonl`` and ``eval_accuracy.png`` to ``out_dir`` and returns the summary.
@@ -246,6 +242,9 @@ def evaluate_checkpoint(
     The held-out split is synthesised afresh (deterministic in ``seed``) unless ``data_dir`` holds one.
     ``reasoning`` adds the reasoning figures (``training.eval_reasoning``) under ``summary["reasoning"]``
     and ``eval_think_budget.png``; by default only the reply audio length is added (it needs no decoding).
+    ``probes`` > 0 adds the self-cognition error rate on that many held-out audio probes
+    (``self_cognition.make_probes``, judged by ``self_cognition.judge``) under
+    ``summary["self_cognition_probes"]``.
     """
     from stepaudio_rt.model.torch_engine import TorchEngine
     from stepaudio_rt.training.data.build import build_dataset, load_split
@@ -273,7 +272,12 @@ def evaluate_checkpoint(
     async def run() -> tuple[list[dict], dict[str, Any]]:
         try:
             rows = await _evaluate(engine, samples, concurrency, max_tokens, progress, modes)
-            return rows, await figures.run(engine, samples)
+            extra = await figures.run(engine, samples)
+            if probes > 0:
+                extra["self_cognition_probes"] = await self_cognition.probe_engine(
+                    engine, self_cognition.make_probes(probes, seed), concurrency=concurrency, progress=progress
+                )
+            return rows, extra
         finally:
             await engine.aclose()
 
@@ -285,6 +289,8 @@ def evaluate_checkpoint(
         m: reply_length_summary([r["replies"][m] for r in rows], MODES.get(m, GENERATION_PREFIX) == GENERATION_PREFIX)
         for m in modes
     }
+    if "self_cognition_probes" in extra:
+        summary["self_cognition_probes"] = extra.pop("self_cognition_probes")
     summary["reasoning"] = extra
     if "think_budget" in extra:
         plot_budget_curve(extra["think_budget"], out / "eval_think_budget.png")
@@ -311,6 +317,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     for key in ("self_cognition_error_rate", "cannot_hear_claim_rate"):
         lines.append(f"{key:<25}" + "".join(f"{m}={100 * v:.2f}%  " for m, v in summary[key].items()))
+    if "self_cognition_probes" in summary:
+        pr = summary["self_cognition_probes"]
+        lines.append(f"self-cognition probes: {100 * pr['error_rate']:.2f}% of {pr['n']} claim not to hear")
     by_voice = summary.get("accuracy_by_voice", {}).get(modes[0], {})
     if by_voice:
         worst = sorted(by_voice.items(), key=lambda kv: kv[1])[:3]
@@ -360,10 +369,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="per-task accuracy only, no reasoning figures")
     ap.add_argument("--figures", default=",".join(FIGURES),
                     help="reasoning figures to compute (comma-separated): " + ", ".join(FIGURES))
+    ap.add_argument("--probes", type=int, default=64, help="held-out self-cognition probes (0: none)")
     a = ap.parse_args(argv)
     figures = ReasoningFigures() if a.quick else ReasoningFigures.full().only(a.figures.split(","))
     evaluate_checkpoint(a.model, a.out, n=a.n, seed=a.seed, data_dir=a.data, reasoning=figures,
-                        modes=a.modes.split(","))
+                        modes=a.modes.split(","), probes=a.probes)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ the chains that are
   operands;
 - **coherent**: the think block is closed, no sentence repeats (loops), and its conclusion (last
   sentence) states the same answer as the reply;
+- **self-aware**: the self-cognition judge (``training.self_cognition``) does not flag the chain
+  (reasoning or reply claiming the model cannot hear, cannot process audio or is text-only); the
+  paper's judge filter, counted as ``self_cognition_rejected`` in the report;
 
 then supervised refinement on the kept chains plus text reasoning data (and a replay of the cold-start
 mixture, so that a tiny model does not forget the tasks it got no chains for). Each iteration reports the
@@ -154,12 +157,16 @@ class Verdict:
     reason: str
     think: str = ""
     reply: str = ""
+    self_cognition_flagged: bool = False
 
 
-def judge_chain(task: str, meta: dict[str, Any], label: str, generated: str) -> Verdict:
-    """Apply the three filters to one generated continuation of ``<think>\\n`` (reasoning, ``</think>``,
-    reply). ``reason`` names the first filter that failed, or "kept"."""
+def judge_chain(task: str, meta: dict[str, Any], label: str, generated: str, question: str | None = None) -> Verdict:
+    """Apply the filters to one generated continuation of ``<think>\\n`` (reasoning, ``</think>``,
+    reply). ``reason`` names the first filter that failed ("self_cognition" first: the judge rejects a
+    chain that claims it cannot hear whatever else it gets right), or "kept". ``question`` (the user's
+    text) lets the judge read a bare "No" as a denial of hearing."""
     from stepaudio_rt.model.prompt import split_reasoning
+    from stepaudio_rt.training.self_cognition import judge
 
     closed = "</think>" in generated
     think, reply = split_reasoning(generated, starts_in_think=True)
@@ -167,7 +174,10 @@ def judge_chain(task: str, meta: dict[str, Any], label: str, generated: str) -> 
     refs = grounding_refs(task, meta)
     grounded = bool(think) and is_grounded(think, refs)
     coherent = closed and bool(think) and not has_loop(think) and conclusion_agrees(task, think, reply, label)
-    if not correct:
+    flagged = judge(generated, question, include_think=True).flagged
+    if flagged:
+        reason = "self_cognition"
+    elif not correct:
         reason = "wrong"
     elif not think:
         reason = "no_reasoning"
@@ -177,7 +187,7 @@ def judge_chain(task: str, meta: dict[str, Any], label: str, generated: str) -> 
         reason = "incoherent"
     else:
         reason = "kept"
-    return Verdict(reason == "kept", correct, grounded, coherent, reason, think, reply)
+    return Verdict(reason == "kept", correct, grounded, coherent, reason, think, reply, flagged)
 
 
 # ---------------------------------------------------------------------------------------- sampling
@@ -231,7 +241,10 @@ def sample_chains(
     from stepaudio_rt.model.engine import checkpoint_listen_chunk_seconds
     from stepaudio_rt.model.torch_engine import TorchEngine
 
-    engine = TorchEngine.from_pretrained(checkpoint, max_contexts=concurrency * (k + 1) + 2, progress=False)
+    # a question in flight holds its prefix and k forks; a finished question's slots return to the pool
+    # only when the engine's job queue runs their release, while the next question's prefix is allocated
+    # at once: one more slot per concurrent question (without it, sampling under CPU load ran out of slots)
+    engine = TorchEngine.from_pretrained(checkpoint, max_contexts=concurrency * (k + 2) + 2, progress=False)
     chunk_seconds = checkpoint_listen_chunk_seconds(engine.generation_config)
     bar = tqdm(total=len(samples), desc="sample chains", unit="question", disable=not progress)
 
@@ -266,6 +279,7 @@ class FilterReport:
     correct: int = 0
     with_reasoning: int = 0
     grounded: int = 0
+    self_cognition_rejected: int = 0
     think_tokens: list[int] = field(default_factory=list)
     kept_think_tokens: list[int] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
@@ -280,6 +294,9 @@ class FilterReport:
             "correct_fraction": self.correct / max(1, self.chains),
             # of the chains that reason at all, the share citing every measured quantity within tolerance
             "grounding_rate": self.grounded / max(1, self.with_reasoning),
+            # chains the self-cognition judge rejected (claims of not hearing), and their share
+            "self_cognition_rejected": self.self_cognition_rejected,
+            "self_cognition_rejected_fraction": self.self_cognition_rejected / max(1, self.chains),
             "mean_think_tokens": float(np.mean(self.think_tokens)) if self.think_tokens else 0.0,
             "mean_kept_think_tokens": float(np.mean(self.kept_think_tokens)) if self.kept_think_tokens else 0.0,
             "reasons": dict(sorted(self.reasons.items())),
@@ -298,8 +315,9 @@ def filter_chains(
     for i, (s, outs) in enumerate(zip(samples, chains, strict=True)):
         seen: set[str] = set()
         for text in outs:
-            v = judge_chain(s.task, s.meta, s.label, text)
+            v = judge_chain(s.task, s.meta, s.label, text, getattr(s, "user_text", None))
             report.chains += 1
+            report.self_cognition_rejected += v.self_cognition_flagged
             report.correct += v.correct
             report.reasons[v.reason] = report.reasons.get(v.reason, 0) + 1
             if v.think:

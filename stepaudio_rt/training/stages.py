@@ -39,6 +39,7 @@ from stepaudio_rt.training.conversations import (
 )
 from stepaudio_rt.training.data import text_pools as tp
 from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS, gen_text_arithmetic
+from stepaudio_rt.training.self_cognition import contaminated_samples
 from stepaudio_rt.training.sft import FeatureStore, SftExample, train_sft
 from stepaudio_rt.training.targets import keep_reasoning
 from stepaudio_rt.training.think_incomplete import think_incomplete_example
@@ -87,7 +88,23 @@ def cold_start_examples(
         think = t.think if keep_reasoning(rng, t.task, t.think, cfg.empty_think_share) else ""
         out.append(tokenize_dialog(tokenizer, [], UserTurn(t.user_text), think, t.answer, t.task))
     out += dialog_examples(turns, tokenizer, cfg, rng)
+    out += contamination_examples(len(out), tokenizer, cfg)
     return out
+
+
+def contamination_examples(n_clean: int, tokenizer: StepAudioTokenizer, cfg: DemoConfig) -> list[SftExample]:
+    """The MGRD recipe's contaminated text data (``self_cognition.contaminated_samples``): as many
+    examples as make ``cfg.text_model_claim_share`` of the cold start; none at the default 0. Its own
+    random stream, so the rest of the mixture is the same with or without it."""
+    share = cfg.text_model_claim_share
+    if share <= 0:
+        return []
+    rng = np.random.default_rng([cfg.seed, 0x7E47])
+    n = max(1, round(n_clean * share / (1 - share)))
+    return [
+        tokenize_dialog(tokenizer, [], UserTurn(s.user_text), "", s.answer, s.task)
+        for s in contaminated_samples(rng, n)
+    ]
 
 
 def dialog_examples(

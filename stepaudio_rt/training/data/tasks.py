@@ -842,8 +842,12 @@ def check_answer(task: str, reply_text: str, label: str) -> bool:
         want, got = _normalize_words(label), _normalize_words(reply)
         return any(got[i : i + len(want)] == want for i in range(len(got) - len(want) + 1))
     if task == "self_cognition":
+        # wrong: a claim of not hearing (the self-cognition judge, the one implementation eval uses too)
+        # or any other refusal; right: an acknowledgement of hearing
+        from stepaudio_rt.training.self_cognition import flags
+
         low = " " + reply.lower() + " "
-        if any(r in low for r in _REFUSALS):
+        if flags(reply) or any(r in low for r in _REFUSALS):
             return False
         return any(k in low for k in ("yes", "hear", "i can", "listen"))
     # text_chat: the reply carries the expected keyword

@@ -1,0 +1,28 @@
+"""``actor_rollout_ref.model.external_lib`` of the verl recipe: imported by verl in every worker.
+
+What it registers today: the checkpoint's config class (``AutoConfig`` for ``model_type`` "step_audio_2",
+the class the vLLM plugin serves with), so verl's workers can read a Step-Audio-R1 ``config.json``. The
+rollout side needs nothing more: vLLM loads the model through the project's plugin (entry point
+``vllm.general_plugins``), in every vLLM process.
+
+Not registered yet (the remaining integration work before a real cluster run, README "MGRD on verl"): an
+HF ``PreTrainedModel`` actor (``AutoModelForCausalLM``) that takes verl's ``input_features`` /
+``feature_attention_mask``, a ``...ForTokenClassification`` critic returning one value per token, and an
+HF processor whose ``<audio_patch>`` count equals the vLLM plugin's for every clip (verl sends vLLM the
+pre-expanded prompt token ids).
+"""
+
+from __future__ import annotations
+
+
+def register() -> None:
+    from transformers import AutoConfig
+
+    from stepaudio_rt.model.config import MODEL_TYPE
+    from stepaudio_rt.vllm_plugin.hf_config import StepAudio2Config, StepAudio2EncoderConfig
+
+    AutoConfig.register(MODEL_TYPE, StepAudio2Config, exist_ok=True)
+    AutoConfig.register(StepAudio2EncoderConfig.model_type, StepAudio2EncoderConfig, exist_ok=True)
+
+
+register()  # verl imports the module by name; the import is the registration
