@@ -355,6 +355,25 @@ def train_ablate_rl_cmd(
     run_rl_ablations(model or DEFAULT_OUT_DIR, out, work, cfg, tuple(v for v in variants.split(",") if v))
 
 
+@train_app.command("mgrd")
+def train_mgrd_cmd(
+    out: Annotated[Path, typer.Option(help="the final (DPO) checkpoint")] = Path("runs/mgrd/ckpt"),
+    work: Annotated[Path, typer.Option(help="every stage's data, state and checkpoint (resumable)")] = Path("runs/mgrd"),
+    config: Annotated[Path | None, typer.Option(help="JSON with 'demo', 'rl', 'dpo' recipe fields")] = None,
+    mini: Annotated[bool, typer.Option(help="the CI miniature: every stage on a few samples and steps")] = False,
+) -> None:
+    """The whole MGRD pipeline: supervised stages (contaminated cold start, self-distillation with the
+    judge filters, think-incomplete SFT) -> pass@8 selection + PPO -> self-cognition DPO -> the stage
+    table (accuracy per task, think length, self-cognition error after every stage; JSON + PNG)."""
+    from stepaudio_rt.training.mgrd import MgrdConfig, train_mgrd
+
+    if config:
+        cfg = MgrdConfig.from_dict(json.loads(config.read_text()))
+    else:
+        cfg = MgrdConfig.mini() if mini else MgrdConfig()
+    train_mgrd(out, work, cfg)
+
+
 @app.command("eval")
 def eval_cmd(
     model: Annotated[Path | None, typer.Option(help="checkpoint directory (default: the bundled demo)")] = None,
@@ -367,6 +386,9 @@ def eval_cmd(
     ),
     quick: Annotated[bool, typer.Option(help="per-task accuracy only, no think-budget/session figures")] = False,
     probes: Annotated[int, typer.Option(help="held-out audio self-cognition probes, judged (0: none)")] = 64,
+    figures: Annotated[str, typer.Option(help="reasoning figures (comma-separated): budget, sessions, partial")] = (
+        "budget,sessions,partial"
+    ),
 ) -> None:
     """Accuracy per task on the held-out spoken tasks, through the TorchEngine: thinking, the empty think
     block, and think-while-speaking (think_first, speak_first); plus accuracy against think budget, turn 1
@@ -375,8 +397,8 @@ def eval_cmd(
     from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
     from stepaudio_rt.training.evaluate import ReasoningFigures, evaluate_checkpoint
 
-    figures = ReasoningFigures() if quick else ReasoningFigures.full()
-    evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, reasoning=figures,
+    reasoning = ReasoningFigures() if quick else ReasoningFigures.full().only(figures.split(","))
+    evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, reasoning=reasoning,
                         modes=modes.split(","), probes=probes)
 
 

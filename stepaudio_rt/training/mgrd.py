@@ -1,0 +1,208 @@
+"""``stepaudio-rt train mgrd``: the paper's whole MGRD pipeline at toy scale, stage after stage.
+
+1. **supervised** (``training.demo.train_demo`` with ``DemoConfig.mgrd()``): data -> tokenizer -> features
+   -> cold start (with the contaminated text-model replies that give the supervised model its
+   self-cognition error) -> self-distillation iterations (grounding, coherence and self-cognition judge
+   filters) -> think-incomplete SFT;
+2. **RLVR** (``training.rlvr.run_rl_stage``): pass@8 selection of questions the model gets right 3 to 6
+   times in 8, then PPO with the 0.8 x correct + 0.2 x reasoning reward;
+3. **self-cognition DPO** (``training.dpo.run_dpo_stage``) on pairs from the model's own judged samples;
+4. **the stage table**: every stage's checkpoint (cold start, each self-distillation iteration,
+   think-incomplete SFT, RL, DPO) evaluated on the same held-out samples: accuracy per task, mean think
+   length and the self-cognition error on held-out audio probes (``stage_table.json`` + ``.png``).
+
+Every stage resumes from its own work directory (``work/supervised``, ``work/rl``, ``work/dpo``), a finished
+stage returns at once, and an evaluated stage is not evaluated again, so an interrupted run picks up where
+it stopped. The final stage's model is written to ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepaudio_rt.training.config import DemoConfig
+from stepaudio_rt.training.dpo import DpoConfig
+from stepaudio_rt.training.rl_config import RlConfig
+
+
+@dataclass(frozen=True)
+class MgrdConfig:
+    """The three stages' recipes plus the size of the stage table's evaluation."""
+
+    demo: DemoConfig = field(default_factory=DemoConfig.mgrd)
+    rl: RlConfig = field(default_factory=RlConfig)
+    dpo: DpoConfig = field(default_factory=DpoConfig)
+    table_n: int = 200  # held-out samples each stage is evaluated on (thinking mode)
+    table_probes: int = 64  # held-out audio self-cognition probes per stage
+
+    @classmethod
+    def mini(cls) -> MgrdConfig:
+        """The CI miniature: every stage on a few samples and steps."""
+        return cls(DemoConfig.mini(text_model_claim_share=0.05), RlConfig.mini(), DpoConfig.mini(),
+                   table_n=4, table_probes=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"demo": self.demo.to_dict(), "rl": self.rl.to_dict(), "dpo": self.dpo.to_dict(),
+                "table_n": self.table_n, "table_probes": self.table_probes}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MgrdConfig:
+        unknown = sorted(set(data) - {"demo", "rl", "dpo", "table_n", "table_probes"})
+        if unknown:
+            raise ValueError(f"unknown MgrdConfig keys: {', '.join(unknown)}")
+        base = cls()
+        return cls(
+            DemoConfig.from_dict({**base.demo.to_dict(), **data.get("demo", {})}),
+            RlConfig.from_dict({**base.rl.to_dict(), **data.get("rl", {})}),
+            DpoConfig.from_dict({**base.dpo.to_dict(), **data.get("dpo", {})}),
+            int(data.get("table_n", base.table_n)),
+            int(data.get("table_probes", base.table_probes)),
+        )
+
+
+def stage_checkpoints(work: Path, cfg: MgrdConfig, out: Path) -> list[tuple[str, Path]]:
+    """(stage name, checkpoint directory) in pipeline order, as ``train_mgrd`` lays them out."""
+    sup = work / "supervised"
+    stages = [("cold start", sup / "cold_start_ckpt")]
+    stages += [(f"self-distillation {i}", sup / f"distill_{i}" / "ckpt") for i in range(1, cfg.demo.sd_iterations + 1)]
+    if cfg.demo.ti_steps > 0:
+        stages.append(("think-incomplete SFT", work / "supervised_ckpt"))
+    else:
+        stages[-1] = (stages[-1][0], work / "supervised_ckpt")  # the export equals the last stage's weights
+    return [*stages, ("RL", work / "rl" / "ckpt"), ("DPO", out)]
+
+
+def train_mgrd(out: str | Path, work_dir: str | Path, cfg: MgrdConfig | None = None, progress: bool = True) -> Path:
+    """Run every stage (resuming what is done), then the stage table; returns ``out``."""
+    from stepaudio_rt.training.demo import train_demo
+    from stepaudio_rt.training.dpo import run_dpo_stage
+    from stepaudio_rt.training.rlvr import run_rl_stage
+
+    cfg = cfg or MgrdConfig()
+    out, work = Path(out), Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "mgrd_recipe.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    supervised = train_demo(work / "supervised_ckpt", cfg.demo, resume=True, work_dir=work / "supervised")
+    timings["supervised_s"] = time.perf_counter() - t
+    print(f"[train mgrd] supervised stages done -> {supervised}", flush=True)
+
+    t = time.perf_counter()
+    rl_ckpt = run_rl_stage(supervised, work / "rl" / "ckpt", work / "rl", cfg.rl, progress=progress)
+    timings["rl_s"] = time.perf_counter() - t
+    print(f"[train mgrd] RL stage done -> {rl_ckpt}", flush=True)
+
+    t = time.perf_counter()
+    final = run_dpo_stage(rl_ckpt, out, work / "dpo", cfg.dpo)
+    timings["dpo_s"] = time.perf_counter() - t
+    print(f"[train mgrd] DPO stage done -> {final}", flush=True)
+
+    t = time.perf_counter()
+    table = stage_table(stage_checkpoints(work, cfg, out), work / "table", work / "supervised" / "data",
+                        n=cfg.table_n, probes=cfg.table_probes, progress=progress)
+    timings["stage_table_s"] = time.perf_counter() - t
+    table["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    (work / "stage_table.json").write_text(json.dumps(table, indent=2) + "\n")
+    plot_stage_table(table, work / "stage_table.png")
+    print(format_stage_table(table), flush=True)
+    return final
+
+
+# ------------------------------------------------------------------------------------------ stage table
+
+
+def stage_table(
+    stages: list[tuple[str, Path]], eval_root: Path, data_dir: Path | None, n: int, probes: int, progress: bool = True
+) -> dict[str, Any]:
+    """Each stage's checkpoint on the same held-out samples (thinking mode): accuracy per task, overall,
+    mean think length in tokens and the self-cognition error on held-out audio probes. A stage evaluated
+    before (its ``eval.json`` newer than its weights) is read back, not evaluated again."""
+    from stepaudio_rt.training.evaluate import ReasoningFigures, evaluate_checkpoint
+
+    rows = []
+    for name, ckpt in stages:
+        eval_dir = eval_root / name.replace(" ", "_")
+        summary_path = eval_dir / "eval.json"
+        weights = ckpt / "model.safetensors"
+        if summary_path.exists() and weights.exists() and summary_path.stat().st_mtime > weights.stat().st_mtime:
+            summary = json.loads(summary_path.read_text())
+        else:
+            summary = evaluate_checkpoint(ckpt, eval_dir, n=n, data_dir=data_dir, progress=progress,
+                                          modes=("thinking",), reasoning=ReasoningFigures(), probes=probes)
+        rows.append({
+            "stage": name,
+            "checkpoint": str(ckpt),
+            "accuracy": summary["accuracy"]["thinking"],
+            "overall_accuracy": summary["overall_accuracy"]["thinking"],
+            "mean_think_tokens": mean_think_tokens(ckpt, eval_dir / "eval_samples.jsonl"),
+            "self_cognition_error": _probe_error(summary),
+        })
+    return {"n": n, "probes": probes, "mode": "thinking", "stages": rows}
+
+
+def _probe_error(summary: dict[str, Any]) -> float | None:
+    probes = summary.get("self_cognition_probes") or {}
+    return probes.get("error_rate")
+
+
+def mean_think_tokens(ckpt: Path, samples_path: Path) -> float | None:
+    """Mean length, in the checkpoint's tokens, of the think blocks of the thinking-mode replies."""
+    from stepaudio_rt.model.prompt import split_reasoning
+    from stepaudio_rt.model.tokenizer import StepAudioTokenizer
+
+    if not samples_path.exists():
+        return None
+    tokenizer = StepAudioTokenizer.from_pretrained(ckpt)
+    lengths = []
+    for line in samples_path.read_text().splitlines():
+        reply = json.loads(line)["replies"].get("thinking")
+        if reply is not None:
+            lengths.append(len(tokenizer.encode(split_reasoning(reply, starts_in_think=True)[0].strip())))
+    return round(sum(lengths) / len(lengths), 2) if lengths else None
+
+
+def format_stage_table(table: dict[str, Any]) -> str:
+    lines = [f"{'stage':<24}{'accuracy':>10}{'think tokens':>14}{'self-cog error':>16}"]
+    for r in table["stages"]:
+        err = "n/a" if r["self_cognition_error"] is None else f"{100 * r['self_cognition_error']:.2f}%"
+        think = "n/a" if r["mean_think_tokens"] is None else f"{r['mean_think_tokens']:.1f}"
+        lines.append(f"{r['stage']:<24}{100 * r['overall_accuracy']:>9.1f}%{think:>14}{err:>16}")
+    return "\n".join(lines)
+
+
+def plot_stage_table(table: dict[str, Any], out_path: Path) -> Path:
+    """Three panels over the stages: accuracy per task (and overall), mean think length, self-cognition
+    error."""
+    from stepaudio_rt.training.plots import plt
+
+    rows = table["stages"]
+    xs = list(range(len(rows)))
+    names = [r["stage"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), dpi=110)
+    tasks = sorted({t for r in rows for t in r["accuracy"]})
+    for task in tasks:
+        axes[0].plot(xs, [100 * r["accuracy"].get(task, float("nan")) for r in rows], alpha=0.45, lw=1, label=task)
+    axes[0].plot(xs, [100 * r["overall_accuracy"] for r in rows], color="black", lw=2.5, label="overall")
+    axes[0].set_ylabel("held-out accuracy (%)")
+    axes[0].set_ylim(0, 105)
+    axes[0].legend(fontsize=6, ncol=2, loc="lower right")
+    axes[1].plot(xs, [r["mean_think_tokens"] or 0 for r in rows], marker="o")
+    axes[1].set_ylabel("mean think length (tokens)")
+    axes[2].plot(xs, [100 * (r["self_cognition_error"] or 0) for r in rows], marker="o", color="tab:red")
+    axes[2].set_ylabel("self-cognition error (%)")
+    for ax in axes:
+        ax.set_xticks(xs)
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"MGRD stages (held-out n={table['n']}, {table['probes']} probes, thinking mode)")
+    fig.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path)
+    plt.close(fig)
+    return out_path
