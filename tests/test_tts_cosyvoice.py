@@ -58,7 +58,9 @@ def _live_stream_states() -> list[TokenToWav]:
     gc.collect()
     with warnings.catch_warnings():  # touching every object wakes torch's deprecated aliases
         warnings.simplefilter("ignore")
-        return [o for o in gc.get_objects() if isinstance(o, TokenToWav)]
+        # type(), not isinstance(): isinstance dereferences weakref proxies, and a dead one left by an
+        # earlier test in the same process raises ReferenceError
+        return [o for o in gc.get_objects() if type(o) is TokenToWav]
 
 
 def _tokens(n: int, seed: int = 1) -> list[int]:
