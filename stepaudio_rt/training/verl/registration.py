@@ -26,3 +26,19 @@ def register() -> None:
 
 
 register()  # verl imports the module by name; the import is the registration
+
+
+def register_models() -> None:
+    """The HF actor, critic and processor verl's FSDP workers load (``training/verl/hf_model.py``)."""
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoProcessor
+
+    from stepaudio_rt.training.verl.hf_model import StepAudio2ForCausalLMHF, StepAudio2ForTokenClassification
+    from stepaudio_rt.training.verl.hf_processor import StepAudio2Processor
+    from stepaudio_rt.vllm_plugin.hf_config import StepAudio2Config
+
+    AutoModelForCausalLM.register(StepAudio2Config, StepAudio2ForCausalLMHF, exist_ok=True)
+    AutoModelForTokenClassification.register(StepAudio2Config, StepAudio2ForTokenClassification, exist_ok=True)
+    AutoProcessor.register(StepAudio2Config, StepAudio2Processor, exist_ok=True)
+
+
+register_models()
