@@ -124,9 +124,13 @@ def test_critic_returns_one_value_per_token_on_the_same_backbone(ckpt: Path) -> 
 
     ids = torch.cat([left_pad(b1["input_ids"]), left_pad(b2["input_ids"])])
     mask = torch.cat([left_pad(b1["attention_mask"]), left_pad(b2["attention_mask"])])
-    # verl concatenates the samples' multi_modal_inputs along dim 0
-    feats = torch.cat([b1["input_features"], b2["input_features"]])
-    frames = torch.cat([b1["audio_chunk_frames"], b2["audio_chunk_frames"]])
+    # merged as verl's actor and critic merge a micro-batch's multi_modal_inputs
+    from verl.utils.model import extract_multi_modal_inputs
+
+    mm = [{k: v for k, v in b.items() if k not in ("input_ids", "attention_mask")} for b in (b1, b2)]
+    merged = extract_multi_modal_inputs(mm)
+    feats, frames = merged["input_features"], merged["audio_chunk_frames"]
+    assert feats.shape[0] == b1["input_features"].shape[0] + b2["input_features"].shape[0]
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
         out = critic(input_ids=ids, attention_mask=mask, position_ids=position_ids, input_features=feats,
@@ -163,10 +167,15 @@ def test_processor_takes_flac_bytes_as_the_verl_parquet_stores_them(ckpt: Path) 
     torch.testing.assert_close(from_bytes["input_features"], from_array["input_features"], atol=2e-2, rtol=0)
 
 
-def test_processor_rejects_clips_without_placeholders(ckpt: Path) -> None:
+def test_clips_and_placeholders_that_disagree_are_errors(ckpt: Path) -> None:
     processor = StepAudio2Processor.from_pretrained(ckpt)
-    with pytest.raises(ValueError, match="placeholder"):
-        processor(text=["no audio here"], audio=[_tone(0.5)])
+    with pytest.raises(ValueError, match="2 <audio_patch> placeholder"):
+        processor(text=["one <audio_patch> two <audio_patch>"], audio=[_tone(0.5)])
+    # ids without audio tokens (verl's feature-only recompute) cannot reach the model with features
+    features_only = processor(text=["no audio here"], audio=[_tone(0.5)])
+    actor = AutoModelForCausalLM.from_pretrained(ckpt)
+    with pytest.raises(ValueError, match="0 <audio_patch> tokens but"):
+        actor(**features_only)
 
 
 def test_checkpoint_missing_a_tensor_is_reported_by_name(ckpt: Path, tmp_path: Path) -> None:
@@ -182,3 +191,35 @@ def test_checkpoint_missing_a_tensor_is_reported_by_name(ckpt: Path, tmp_path: P
         AutoModelForCausalLM.from_pretrained(broken)
     with pytest.raises(CheckpointError, match=r"adapter\.linear1\.weight"):
         AutoModelForTokenClassification.from_pretrained(broken, num_labels=1)
+
+
+def test_verl_picks_the_registered_classes_with_its_own_loading_arguments(ckpt: Path) -> None:
+    from transformers import AutoConfig
+    from verl.utils.model import get_hf_auto_model_class
+
+    config = AutoConfig.from_pretrained(ckpt)
+    assert get_hf_auto_model_class(config) is AutoModelForCausalLM
+    # the critic as verl's load_valuehead_model builds it (sdpa here: no flash-attn on a CPU)
+    critic_config = AutoConfig.from_pretrained(ckpt, num_labels=1)
+    critic = AutoModelForTokenClassification.from_pretrained(
+        ckpt, torch_dtype=torch.bfloat16, config=critic_config, attn_implementation="sdpa"
+    )
+    assert critic.score.out_features == 1 and critic.score.weight.dtype == torch.bfloat16
+    assert critic.model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("skip_special_tokens", [True, False])
+def test_processor_features_survive_verls_recompute_from_rollout_ids(ckpt: Path, skip_special_tokens: bool) -> None:
+    # verl's agent loop rebuilds multi_modal_inputs by decoding the expanded prompt ids and calling the
+    # processor again with the same clips; the features must come out the same.
+    clips = [_tone(27.0)]  # two chunks
+    first = _inputs(ckpt, clips)
+    processor = StepAudio2Processor.from_pretrained(ckpt)
+    text = processor.tokenizer.decode(first["input_ids"][0].tolist(), skip_special_tokens=skip_special_tokens)
+    again = processor(text=[text], audio=clips, return_tensors="pt")
+    assert torch.equal(again["input_features"], first["input_features"])
+    assert torch.equal(again["audio_chunk_frames"], first["audio_chunk_frames"])
+    if not skip_special_tokens:
+        assert torch.equal(again["input_ids"], first["input_ids"])
+        with pytest.raises(ValueError, match="audio clips need"):
+            processor(text=[text], audio=[_tone(3.0)])

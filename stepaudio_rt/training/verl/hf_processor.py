@@ -31,7 +31,7 @@ from stepaudio_rt.model.audio_frontend import (
     split_audio,
 )
 from stepaudio_rt.model.config import StepAudio2Config
-from stepaudio_rt.model.tokenizer import StepAudioTokenizer
+from stepaudio_rt.model.tokenizer import AUDIO_PATCH, StepAudioTokenizer
 
 CHAT_TEMPLATE = Path(__file__).resolve().parents[2] / "vllm_plugin" / "chat_template.jinja"
 
@@ -65,6 +65,8 @@ class StepAudio2Processor:
         self.n_mels = n_mels
         self.chat_template = CHAT_TEMPLATE.read_text()
         self.feature_extractor = None  # verl then leaves sampling_rate to the clip dicts
+        self.audio_token = AUDIO_PATCH
+        self.audio_token_id = tokenizer.ids.audio_patch
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **_: Any) -> StepAudio2Processor:
@@ -111,15 +113,29 @@ class StepAudio2Processor:
         texts = [text] if isinstance(text, str) else list(text)
         clips = [as_mono_16k(a, sampling_rate) for a in (audio or [])]
         patch = self.step_tokenizer.ids.audio_patch
-        rows, mels, taken = [], [], 0
-        for t in texts:
-            n = self.step_tokenizer.encode(t).count(patch)
-            ids, row_mels = self.expand(t, clips[taken : taken + n])
-            rows.append(ids)
-            mels += row_mels
-            taken += n
-        if taken != len(clips):
-            raise ValueError(f"{len(clips)} audio clip(s) for {taken} <audio_patch> placeholder(s)")
+        encoded = [self.step_tokenizer.encode(t) for t in texts]
+        if clips and not any(patch in ids for ids in encoded):
+            # verl's agent loop recomputes multi_modal_inputs from the rollout ids decoded with
+            # skip_special_tokens=True, which drops every audio token: only the features are wanted then.
+            rows, mels = encoded, [log_mel_spectrogram(c, n_mels=self.n_mels) for w in clips for c in split_audio(w)]
+        elif any(self.step_tokenizer.ids.audio_start in ids for ids in encoded):
+            # Already expanded (e.g. rollout ids decoded with the special tokens kept): keep the ids as they
+            # are, after checking they expand these clips.
+            rows, mels = encoded, [log_mel_spectrogram(c, n_mels=self.n_mels) for w in clips for c in split_audio(w)]
+            have = sum(ids.count(patch) for ids in encoded)
+            want = sum(audio_token_count(m.shape[-1]) for m in mels)
+            if have != want:
+                raise ValueError(f"the prompt holds {have} <audio_patch> tokens; its audio clips need {want}")
+        else:
+            rows, mels, taken = [], [], 0
+            for t, ids in zip(texts, encoded, strict=True):
+                n = ids.count(patch)
+                row, row_mels = self.expand(t, clips[taken : taken + n])
+                rows.append(row)
+                mels += row_mels
+                taken += n
+            if taken != len(clips):
+                raise ValueError(f"{len(clips)} audio clip(s) for {taken} <audio_patch> placeholder(s)")
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         data: dict[str, Any] = {
