@@ -100,6 +100,8 @@ def test_actor_logits_equal_the_project_model_on_a_prompt_with_audio(ckpt: Path)
 def test_actor_trains_with_a_loss_and_gradients_into_the_adaptor(ckpt: Path) -> None:
     batch = _inputs(ckpt, [_tone(0.9)])
     actor = AutoModelForCausalLM.from_pretrained(ckpt).train()
+    actor.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # as verl does
+    assert actor.model.gradient_checkpointing
     out = actor(**batch, labels=batch["input_ids"])
     out.loss.backward()
     assert torch.isfinite(out.loss)
@@ -206,6 +208,10 @@ def test_verl_picks_the_registered_classes_with_its_own_loading_arguments(ckpt: 
     )
     assert critic.score.out_features == 1 and critic.score.weight.dtype == torch.bfloat16
     assert critic.model.config._attn_implementation == "sdpa"
+    # verl's FSDP wrap policy wraps the classes named in _no_split_modules (looked up by class name in the
+    # model; verl.utils.fsdp_utils itself needs peft, which this project does not install)
+    present = {type(m).__name__ for m in critic.modules()}
+    assert set(critic._no_split_modules) <= present
 
 
 @pytest.mark.parametrize("skip_special_tokens", [True, False])
