@@ -229,3 +229,18 @@ def test_processor_features_survive_verls_recompute_from_rollout_ids(ckpt: Path,
         assert torch.equal(again["input_ids"], first["input_ids"])
         with pytest.raises(ValueError, match="audio clips need"):
             processor(text=[text], audio=[_tone(3.0)])
+
+
+def test_a_saved_actor_is_an_official_checkpoint_again(ckpt: Path, tmp_path: Path) -> None:
+    # what verl writes at a checkpoint (model + processing class) must load in the TorchEngine and vLLM
+    actor = AutoModelForCausalLM.from_pretrained(ckpt)
+    with torch.no_grad():
+        actor.adapter.linear2.bias.add_(0.5)  # a "trained" weight
+    out = tmp_path / "saved"
+    actor.save_pretrained(out)
+    StepAudio2Processor.from_pretrained(ckpt).save_pretrained(out)
+    loaded = load_checkpoint(out, progress=False)
+    assert loaded.config.to_dict()["architectures"] == ["StepAudio2ForCausalLM"]
+    for name, tensor in actor.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name
+    assert isinstance(AutoModelForCausalLM.from_pretrained(out), StepAudio2ForCausalLMHF)

@@ -27,6 +27,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast, TokenClassifie
 from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
 
 from stepaudio_rt.model.checkpoint import CheckpointError
+from stepaudio_rt.model.config import ARCHITECTURE
 from stepaudio_rt.model.modeling import StepAudio2ForCausalLM as ProjectModel
 from stepaudio_rt.model.modeling import audio_token_lengths
 from stepaudio_rt.model.tokenizer import AUDIO_PATCH, REAL_TOKEN_IDS
@@ -141,6 +142,13 @@ class StepAudio2ForCausalLMHF(StepAudio2PreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
+
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
+        """The official layout, served as is by the vLLM plugin and the TorchEngine: transformers writes
+        this class's name into ``architectures``; the checkpoint must declare the official one."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        self.config.architectures = [ARCHITECTURE]
+        self.config.save_pretrained(save_directory)
 
     def forward(
         self,

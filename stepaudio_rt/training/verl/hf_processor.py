@@ -73,6 +73,10 @@ class StepAudio2Processor:
         config = StepAudio2Config.from_file(Path(path) / "config.json")
         return cls(StepAudioTokenizer.from_pretrained(path), config.audio.n_mels)
 
+    def save_pretrained(self, save_directory: str | Path, **_: Any) -> None:
+        """The tokenizer files (verl saves its processing class next to each HF checkpoint)."""
+        self.tokenizer.save_pretrained(str(save_directory))
+
     def apply_chat_template(self, messages: list[dict], **kwargs: Any) -> Any:
         kwargs.setdefault("chat_template", self.chat_template)
         return self.tokenizer.apply_chat_template(messages, **kwargs)
