@@ -208,6 +208,10 @@ def test_verl_picks_the_registered_classes_with_its_own_loading_arguments(ckpt: 
     )
     assert critic.score.out_features == 1 and critic.score.weight.dtype == torch.bfloat16
     assert critic.model.config._attn_implementation == "sdpa"
+    batch = _inputs(ckpt, [_tone(0.6)])
+    with torch.no_grad():
+        values = critic(**batch, use_cache=False).logits  # bf16 weights, float32 mel from the processor
+    assert values.dtype == torch.bfloat16 and values.shape == (*batch["input_ids"].shape, 1)
     # verl's FSDP wrap policy wraps the classes named in _no_split_modules (looked up by class name in the
     # model; verl.utils.fsdp_utils itself needs peft, which this project does not install)
     present = {type(m).__name__ for m in critic.modules()}
