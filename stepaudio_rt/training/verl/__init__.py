@@ -11,6 +11,8 @@ of it), so the modules travel with ``pip install`` instead of needing a checkout
   the project's verifiers;
 - ``selection``: pass@8 in [3, 6] over sampled rollouts (a pure function plus the cluster CLI);
 - ``ppo_trainer.yaml``: the paper's PPO settings as overrides of verl's ``ppo_trainer`` config.
+- ``hf_model`` / ``hf_processor``: the HF actor, per-token critic and processor verl's FSDP workers load
+  (registered with transformers' Auto classes by ``registration``, the recipe's ``external_lib``).
 
 Nothing here imports verl: the modules run on verl's workers, and the tests check the config against
 verl's own schema.

@@ -1,15 +1,18 @@
 """``actor_rollout_ref.model.external_lib`` of the verl recipe: imported by verl in every worker.
 
-What it registers today: the checkpoint's config class (``AutoConfig`` for ``model_type`` "step_audio_2",
-the class the vLLM plugin serves with), so verl's workers can read a Step-Audio-R1 ``config.json``. The
-rollout side needs nothing more: vLLM loads the model through the project's plugin (entry point
+What it registers: the checkpoint's config class (``AutoConfig`` for ``model_type`` "step_audio_2", the
+class the vLLM plugin serves with), so verl's workers can read a Step-Audio-R1 ``config.json``; and
+(``register_models``) the HF classes of ``hf_model`` / ``hf_processor``: the actor for
+``AutoModelForCausalLM`` (takes ``input_features`` + ``audio_chunk_frames`` from ``multi_modal_inputs``),
+the one-value-per-token critic for ``AutoModelForTokenClassification``, and the processor for
+``AutoProcessor``, whose ``<audio_patch>`` count equals the vLLM plugin's for every clip. The rollout side
+needs nothing more: vLLM loads the model through the project's plugin (entry point
 ``vllm.general_plugins``), in every vLLM process.
 
-Not registered yet (the remaining integration work before a real cluster run, README "MGRD on verl"): an
-HF ``PreTrainedModel`` actor (``AutoModelForCausalLM``) that takes verl's ``input_features`` /
-``feature_attention_mask``, a ``...ForTokenClassification`` critic returning one value per token, and an
-HF processor whose ``<audio_patch>`` count equals the vLLM plugin's for every clip (verl sends vLLM the
-pre-expanded prompt token ids).
+Still missing before a real cluster run (README "MGRD on verl"): verl 0.9.1's ``hf_processor`` accepts only
+a fixed list of processor class names (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, GLM-4V, Mllama, Gemma4) and returns
+None for ours, so its dataset and agent loop treat the prompts as text; that needs a one-line ``case`` in
+verl (or a patched verl in the cluster image). Nothing here has run on GPUs or across nodes.
 """
 
 from __future__ import annotations
@@ -26,3 +29,19 @@ def register() -> None:
 
 
 register()  # verl imports the module by name; the import is the registration
+
+
+def register_models() -> None:
+    """The HF actor, critic and processor verl's FSDP workers load (``training/verl/hf_model.py``)."""
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoProcessor
+
+    from stepaudio_rt.training.verl.hf_model import StepAudio2ForCausalLMHF, StepAudio2ForTokenClassification
+    from stepaudio_rt.training.verl.hf_processor import StepAudio2Processor
+    from stepaudio_rt.vllm_plugin.hf_config import StepAudio2Config
+
+    AutoModelForCausalLM.register(StepAudio2Config, StepAudio2ForCausalLMHF, exist_ok=True)
+    AutoModelForTokenClassification.register(StepAudio2Config, StepAudio2ForTokenClassification, exist_ok=True)
+    AutoProcessor.register(StepAudio2Config, StepAudio2Processor, exist_ok=True)
+
+
+register_models()
