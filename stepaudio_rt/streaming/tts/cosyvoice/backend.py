@@ -56,10 +56,6 @@ class CosyVoiceTTS(TTSBackend):
         names = list(self.model.voices)
         return [self.default_voice] + [n for n in names if n != self.default_voice]
 
-    def warmup(self) -> None:
-        for _ in self.synthesize_sync("Hello."):
-            pass
-
     def synthesize_sync(
         self, text: str, voice: str | None = None, stop: threading.Event | None = None
     ) -> Iterator[np.ndarray]:
