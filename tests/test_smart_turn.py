@@ -19,7 +19,9 @@ from stepaudio_rt.streaming.vad import (
     SCORE_PAUSE_MS,
     SEMANTIC_LIKELY_SILENCE_MS,
     SEMANTIC_MAX_SILENCE_MS,
+    SPECULATE_PAUSE_MS,
     PauseDetected,
+    PauseStarted,
     SpeechStarted,
     SpeechStopped,
     TurnDetector,
@@ -202,6 +204,24 @@ def test_probably_complete_on_a_pause_already_that_long_ends_at_once() -> None:
     det.feed(np.zeros(cfg.likely_silence_ms * SR // 1000, np.float32))  # the verdict came late
     stop = det.end_turn_after(pause.pause, cfg.likely_silence_ms)
     assert isinstance(stop, SpeechStopped) and stop.audio_end_ms == pause.audio_end_ms and not det.in_speech
+
+
+def test_a_pause_is_announced_at_its_start_then_scored() -> None:
+    """PauseStarted (the speculative response's cue) comes SPECULATE_PAUSE_MS into the pause, PauseDetected
+    SCORE_PAUSE_MS into it, both once and naming the same pause; a pause after resumed speech is new."""
+    det = TurnDetector(VadConfig(type="semantic_vad"))
+    det.feed(np.zeros(SR // 2, np.float32))
+    det.feed(_voiced(600))
+    seen: list[tuple[type, int, int]] = []
+    for _ in range(20):  # 400 ms of silence, 20 ms at a time
+        seen += [(type(e), e.pause, det.position_ms) for e in det.feed(np.zeros(320, np.float32))]
+    assert [kind for kind, _, _ in seen] == [PauseStarted, PauseDetected]
+    (_, first, at_start), (_, scored, at_score) = seen
+    assert first == scored and 0 < SPECULATE_PAUSE_MS < SCORE_PAUSE_MS
+    assert at_score - at_start == SCORE_PAUSE_MS - SPECULATE_PAUSE_MS
+    det.feed(_voiced(300))
+    again = [e for e in det.feed(np.zeros(SR // 10, np.float32)) if isinstance(e, PauseStarted)]
+    assert len(again) == 1 and again[0].pause != first
 
 
 def test_server_vad_has_no_pauses_to_score() -> None:

@@ -155,7 +155,9 @@ async def test_confirmed_speculation_looks_like_a_plain_turn(live_server: LiveSe
         discarded = live_server.metric(DISCARDED)
         spec = await _voice_turn(s, SEMANTIC, pcm)
         assert live_server.metric(RELEASED) == released + 1  # this turn's response was the speculative one
-        assert live_server.metric(DISCARDED) == discarded
+        # A gap between two words longer than SPECULATE_PAUSE_MS starts (and drops) a speculation too;
+        # Piper leaves one such gap in this sentence.
+        assert live_server.metric(DISCARDED) <= discarded + 2
         # The same events in the same order as the plain turn (EventChecker checked every ordering rule).
         assert _shape([e["type"] for e in spec]) == _shape([e["type"] for e in plain])
         assert [e["type"] for e in spec].count("response.created") == 1
@@ -203,6 +205,30 @@ async def test_rejected_speculation_leaves_no_trace(live_server: LiveServer) -> 
     assert await _free_slots_settle(live_server, free) == free
 
 
+def _tone(ms: int) -> np.ndarray:
+    """A harmonic burst that the VAD calls speech."""
+    tt = np.arange(ms * SR // 1000) / SR
+    return (0.3 * sum(np.sin(2 * np.pi * k * 150 * tt) / k for k in range(1, 6))).astype(np.float32)
+
+
+async def test_speculation_starts_early_in_the_pause_and_a_resumed_word_drops_it(live_server: LiveServer) -> None:
+    """A 120 ms gap is past SPECULATE_PAUSE_MS but short of SCORE_PAUSE_MS: a speculative response starts
+    there (before any scoring), and the next word throws it away; the turn goes on whole."""
+    gap = np.zeros(int(0.12 * SR), np.float32)
+    speech = np.concatenate([np.zeros(SR // 2, np.float32), _tone(600), gap, _tone(600)])
+    async with connect(live_server.http) as s:
+        await s.conn.session.update(session=SEMANTIC)
+        await s.until("session.updated")
+        discarded = live_server.metric(DISCARDED)
+        await s.conn.input_audio_buffer.append(audio=base64.b64encode(_pcm24(speech)).decode())
+        await s.until("input_audio_buffer.speech_started")
+        await asyncio.sleep(0.5)
+        assert live_server.metric(DISCARDED) == discarded + 1
+        assert "input_audio_buffer.speech_stopped" not in s.check.types()
+        await s.conn.input_audio_buffer.clear()
+        await s.until("input_audio_buffer.cleared")
+
+
 async def test_speculation_is_dropped_when_the_buffer_is_cleared(live_server: LiveServer) -> None:
     free = int(live_server.health()["engine"]["free_slots"])  # type: ignore[index]
     pcm = _pcm24(pad(_speech(SURELY_COMPLETE), SR, 0.3, 0.2))  # ends 200 ms into the pause
@@ -219,5 +245,6 @@ async def test_speculation_is_dropped_when_the_buffer_is_cleared(live_server: Li
         seen = s.check.types()
         assert "response.created" not in seen and "input_audio_buffer.committed" not in seen
         if "input_audio_buffer.speech_stopped" not in seen:  # the verdict did not beat the clear
-            assert live_server.metric(DISCARDED) == discarded + 1
+            # the final pause's speculation, plus any started at a gap between words
+            assert live_server.metric(DISCARDED) >= discarded + 1
     assert await _free_slots_settle(live_server, free) == free

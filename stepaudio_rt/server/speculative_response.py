@@ -1,10 +1,10 @@
-"""semantic_vad: start the response at the pause, while the end-of-turn model is still deciding.
+"""semantic_vad: start the response early in the pause, while the end-of-turn model is still deciding.
 
-At a pause (``PauseDetected``) the end-of-turn model takes ~45 ms (idle CPU) to ~150 ms (loaded) to score
-the turn, and a "probably complete" turn waits until the pause reaches 800 ms. A speculative response
-starts at the pause, in parallel with the scoring: the user turn so far is snapshotted (the chunks
-already prefilled while the user spoke are shared through a fork; the tail and ``<|EOT|>`` go into the
-fork only) and a run generates from the conversation + that snapshot
+A speculative response starts 80 ms into a pause (``PauseStarted``), so its work overlaps the rest of the
+pause the VAD waits for (``PauseDetected`` at 160 ms) and the end-of-turn model's score (~45 ms on an idle
+CPU, ~150 ms loaded), and a "probably complete" turn's wait until the pause reaches 800 ms. The user turn
+so far is snapshotted (the chunks already prefilled while the user spoke are shared through a fork; the
+tail and ``<|EOT|>`` go into the fork only) and a run generates from the conversation + that snapshot
 (:class:`~stepaudio_rt.streaming.speculative.SpeculativeConversation`). Everything it produces is held:
 the run's pipeline events (reasoning, text, the first synthesised audio chunks) are queued here, nothing
 is sent, nothing is written to the conversation, and ``response.created`` does not exist yet.
@@ -177,9 +177,13 @@ class HeldRun:
 
 # ----- the session's speculation -----------------------------------------------------------------------------
 def speculate(s: RealtimeSession, item_id: str, pause_ms: int) -> None:
-    """At a semantic_vad pause: start a speculative response if the turn's end would start one."""
+    """At a semantic_vad pause: start a speculative response if the turn's end would start one (a live one
+    for this pause is kept: the pause's start and its scoring both ask)."""
     from stepaudio_rt.server.handlers.response import plan_response
 
+    spec = s.speculation
+    if spec is not None and spec.item_id == item_id and spec.pause_ms == pause_ms and not spec.cancelled:
+        return
     discard(s)
     td = s.config.turn_detection
     if td is None or not td.create_response or s.response is not None or s.closed:

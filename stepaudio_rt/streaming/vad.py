@@ -25,7 +25,9 @@ Mapping of the OpenAI fields (documented because webrtcvad has no probability ou
   stationary noise never rises that far above its own minimum.
 - ``semantic_vad``: the VAD only proposes pauses; an end-of-turn model decides (``smart_turn``). After
   ``SCORE_PAUSE_MS`` (160 ms) of silence in speech the detector emits one ``PauseDetected`` per pause and
-  stays in speech; the caller scores the turn off the event loop. The probability maps to how long to
+  stays in speech; the caller scores the turn off the event loop. Earlier in the same pause, at
+  ``SPECULATE_PAUSE_MS`` (80 ms), one ``PauseStarted`` lets the caller start work it may throw away (the
+  server's speculative response). The probability maps to how long to
   wait, per eagerness: at or above ``SEMANTIC_THRESHOLD`` ("surely complete": low 0.98, medium/auto 0.95,
   high 0.8) the caller calls ``end_turn(pause)``, which emits the ``SpeechStopped`` at once; at or above
   ``SEMANTIC_LIKELY_THRESHOLD`` ("probably complete": low 0.7, medium/auto 0.5, high 0.3) it calls
@@ -66,7 +68,9 @@ __all__ = [
     "SpeechStopped",
     "IdleTimeout",
     "PauseDetected",
+    "PauseStarted",
     "SCORE_PAUSE_MS",
+    "SPECULATE_PAUSE_MS",
     "SEMANTIC_MAX_SILENCE_MS",
     "SEMANTIC_THRESHOLD",
     "SEMANTIC_LIKELY_THRESHOLD",
@@ -96,6 +100,11 @@ SEMANTIC_LIKELY_SILENCE_MS: dict[str, int] = {"low": 1500, "medium": 800, "high"
 # ... and the pause that triggers a score: long enough to skip gaps between words, short enough that a
 # complete turn ends ~200 ms after the last word (pipecat waits 200 ms; upstream suggests 150-200 ms).
 SCORE_PAUSE_MS = 160
+# ... and, earlier in the same pause, the point where the server starts a speculative response (held until
+# the verdict): the response's ~150-250 ms of work then overlaps the rest of the pause and the scoring
+# instead of following them. 80 ms skips most gaps between words (a resumed word cancels the run within
+# 40 ms), and leaves the speculation 80 ms ahead of the score.
+SPECULATE_PAUSE_MS = 80
 EAGERNESS_SILENCE_MS = SEMANTIC_MAX_SILENCE_MS  # the name older code imports
 
 Eagerness = Literal["low", "medium", "high", "auto"]
@@ -237,7 +246,16 @@ class PauseDetected:
     pause: int
 
 
-VadEvent = SpeechStarted | SpeechStopped | IdleTimeout | PauseDetected
+@dataclass(frozen=True)
+class PauseStarted:
+    """semantic_vad: ``SPECULATE_PAUSE_MS`` of silence inside speech, the same pause a later
+    ``PauseDetected`` scores (same ``pause``); the server starts its speculative response here."""
+
+    audio_end_ms: int
+    pause: int
+
+
+VadEvent = SpeechStarted | SpeechStopped | IdleTimeout | PauseStarted | PauseDetected
 
 
 @dataclass
@@ -252,6 +270,7 @@ class _State:
     idle_anchor_frame: int = 0
     idle_armed: bool = True
     paused_at: int = -1  # last_speech_end_frame of the pause already reported (semantic_vad)
+    started_at: int = -1  # ... and of the pause whose start was already reported
     end_after_pause: int = -1  # semantic_vad: the pause that ends the turn once it lasts end_after_ms
     end_after_ms: int = 0
 
@@ -382,3 +401,6 @@ class TurnDetector:
         elif cfg.semantic and silence_ms >= SCORE_PAUSE_MS and s.paused_at != s.last_speech_end_frame:
             s.paused_at = s.last_speech_end_frame
             events.append(PauseDetected(s.last_speech_end_frame * FRAME_MS, s.last_speech_end_frame))
+        elif cfg.semantic and silence_ms >= SPECULATE_PAUSE_MS and s.started_at != s.last_speech_end_frame:
+            s.started_at = s.last_speech_end_frame
+            events.append(PauseStarted(s.last_speech_end_frame * FRAME_MS, s.last_speech_end_frame))

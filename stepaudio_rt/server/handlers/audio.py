@@ -4,7 +4,8 @@ VAD turn: speech_started (+ barge-in: the active response is cancelled and close
 is prefilled chunk by chunk while the user speaks (listen-while-thinking) -> speech_stopped -> committed ->
 conversation.item.added / .done -> (create_response) a response whose context is already prefilled.
 
-semantic_vad: at each short pause (``PauseDetected``) the turn so far is scored by the end-of-turn model
+semantic_vad: a speculative response starts early in each pause (``PauseStarted``, held until the verdict;
+``server/speculative_response.py``); at each short pause (``PauseDetected``) the turn so far is scored by the end-of-turn model
 on a worker thread; a "surely complete" verdict for a pause that is still going on ends the turn at once
 (``TurnDetector.end_turn``), a "probably complete" one when the pause gets longer
 (``TurnDetector.end_turn_after``), otherwise the VAD's maximum silence does. Every handler here and the verdict
@@ -31,6 +32,7 @@ from stepaudio_rt.streaming.vad import (
     FRAME_MS,
     IdleTimeout,
     PauseDetected,
+    PauseStarted,
     SpeechStarted,
     SpeechStopped,
     TurnDetector,
@@ -67,6 +69,8 @@ async def _append(s: RealtimeSession, event: p.InputAudioBufferAppendEvent) -> N
                         s.scheduler.feed(step.samples)
                     fed = True
                     await _speech_stopped(s, ev)
+                elif isinstance(ev, PauseStarted) and s.speech_item_id is not None:
+                    speculative.speculate(s, s.speech_item_id, ev.audio_end_ms)  # held until the verdict
                 elif isinstance(ev, PauseDetected) and s.speech_item_id is not None:
                     await _score_pause(s, s.speech_item_id, ev)
                 elif isinstance(ev, IdleTimeout):
@@ -110,7 +114,7 @@ async def _score_pause(s: RealtimeSession, item_id: str, ev: PauseDetected) -> N
     await cancel_task(s.eot_task)
     audio = s.input.samples(s.input.end - WINDOW_SAMPLES, s.input.end).copy()
     s.eot_task = asyncio.create_task(_end_if_complete(s, item_id, ev.pause, audio, s.input.vad), name="eot")
-    speculative.speculate(s, item_id, ev.audio_end_ms)  # the response starts now, held until the verdict
+    speculative.speculate(s, item_id, ev.audio_end_ms)  # started at PauseStarted already, unless discarded
 
 
 async def _end_if_complete(
