@@ -259,3 +259,43 @@ async def test_a_round_that_ends_the_reply_early_waits_for_the_whole_reasoning(e
         if found == 2:
             break
     assert found, "no reply ended before its reasoning in 24 seeds"
+
+
+def test_a_sentence_boundary_is_a_token_that_opens_a_new_sentence() -> None:
+    from stepaudio_rt.model.mind_paced import _starts_sentence
+
+    assert _starts_sentence("I hear 14 plus 29.", " 14")
+    assert _starts_sentence("so it is high.", "\n")
+    assert not _starts_sentence("about 4.", "4")  # "4.4 per second" is one sentence
+    assert not _starts_sentence("I hear 14 plus", " 29")
+    assert not _starts_sentence("", " I")
+    with pytest.raises(ValueError, match="segment_boundary"):
+        MindPacedConfig("think_first", segment_boundary="words")  # type: ignore[arg-type]
+
+
+async def test_sentence_segments_give_articulation_whole_sentences_of_the_demo_checkpoint() -> None:
+    """The bundled checkpoint declares sentence segments (it was trained on reasoning cut at its
+    sentences): every segment an articulation round can see ends a sentence of the final reasoning, and
+    think_first's reply to a typed two-step sum is right."""
+    from stepaudio_rt.settings import DEMO_CHECKPOINT
+    from stepaudio_rt.training.data.tasks import extract_number
+
+    engine = _engine(DEMO_CHECKPOINT)
+    assert engine.generation_config.get("segment_boundary") == "sentence"
+    try:
+        base = engine.new_context()
+        system = engine.generation_config["default_system_prompt"]
+        await engine.append_text(base, system_block(system) + USER_PREFIX + "What is 47 plus 38?<|EOT|>" + GENERATION_PREFIX)
+        config = MindPacedConfig.for_checkpoint(engine.generation_config, "think_first", lockstep=True)
+        assert config.segment_boundary == "sentence"
+        sampling = SamplingParams(temperature=0.0, stop_token_ids=tuple(engine.tokenizer.stop_token_ids))
+        gen = MindPacedGeneration(engine, base, config, sampling, think_budget=160, max_reply_tokens=160)
+        async for _ in gen.events():
+            pass
+        engine.release(base)
+    finally:
+        await engine.aclose()
+    assert gen.segments, gen.reasoning_text  # the two-step working has more than one sentence
+    for segment in gen.segments:
+        assert segment[-1] in ".!?" and gen.reasoning_text.startswith(segment), (segment, gen.reasoning_text)
+    assert extract_number(gen.reply_text) == 85, (gen.reasoning_text, gen.reply_text)

@@ -307,8 +307,9 @@ def test_think_incomplete_cuts_reasoning_at_sentences_and_trains_the_full_reply(
 
 def test_checkpoint_declares_think_while_speaking_defaults() -> None:
     d = think_while_speaking_defaults()
-    assert set(d) == {"reasoning_segment_tokens", "reply_segment_tokens"}
-    assert 16 <= d["reasoning_segment_tokens"] <= 24 and 4 <= d["reply_segment_tokens"] <= 8
+    assert set(d) == {"reasoning_segment_tokens", "reply_segment_tokens", "segment_boundary"}
+    assert 16 <= d["reasoning_segment_tokens"] <= 24 and 4 <= d["reply_segment_tokens"] <= 8  # type: ignore[operator]
+    assert d["segment_boundary"] == "sentence"  # think-incomplete examples cut reasoning at its sentences
 
 
 def test_retuning_a_later_stage_keeps_the_earlier_stages_cached() -> None:

@@ -50,5 +50,6 @@ async def test_demo_checkpoint_answers_alike_on_both_engines() -> None:
     finally:
         await vllm_engine.aclose()
     assert got == expected
-    _, reply = split_reasoning(got[1])
-    assert reply.endswith("19.")  # the demo model hears the sum and answers it (working in the reply)
+    reasoning, reply = split_reasoning(got[1])
+    assert "19" in reasoning  # the demo model hears the sum and works it out in its think block
+    assert reply.endswith("19.")  # then says the result

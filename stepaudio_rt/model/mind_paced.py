@@ -5,7 +5,10 @@ Both streams are forks of one *base* context: the conversation followed by the g
 
 * **Formulation** (the thinking brain): the base continued as an ordinary think-before-speak decode. It
   writes reasoning only and is stopped at ``</think>`` (or when the think budget runs out). Every
-  ``reasoning_segment_tokens`` tokens it publishes a *segment*: the reasoning text so far.
+  ``reasoning_segment_tokens`` tokens it publishes a *segment*: the reasoning text so far. With
+  ``segment_boundary = "sentence"`` (declared by a checkpoint trained on reasoning cut at its sentences,
+  as think-incomplete SFT cuts it) a segment instead ends at the first sentence end after at least that
+  many new tokens, so articulation never sees a thought cut mid-sentence, which such a model never saw.
 * **Articulation** (the speaking brain), round *n*: a fresh fork of the base, plus
   :func:`articulation_suffix` (reasoning so far, ``\\n</think>\\n``, the reply already produced), continued
   for ``reply_segment_tokens`` reply tokens. Once formulation has ended, one *final* round continues the
@@ -40,6 +43,7 @@ from stepaudio_rt.model.tokenizer import THINK_CLOSE
 ThinkingMode = Literal["sequential", "think_first", "speak_first"]
 THINKING_MODES: tuple[ThinkingMode, ...] = ("sequential", "think_first", "speak_first")
 LagPolicy = Literal["wait", "speak"]
+SegmentBoundary = Literal["tokens", "sentence"]
 
 # The paper's formulation segment (Tc = 80 tokens).
 DEFAULT_REASONING_SEGMENT_TOKENS = 80
@@ -56,6 +60,9 @@ class MindPacedConfig:
     reasoning_segment_tokens: int = DEFAULT_REASONING_SEGMENT_TOKENS
     reply_segment_tokens: int = DEFAULT_REPLY_SEGMENT_TOKENS
     lag_policy: LagPolicy = "wait"  # when the listener needs more reply but no new segment exists
+    # "tokens": a segment every reasoning_segment_tokens tokens (the paper); "sentence": at the first
+    # sentence end after at least that many (the reasoning as think-incomplete SFT cuts it)
+    segment_boundary: SegmentBoundary = "tokens"
     # Round n sees exactly the next segment (n segments in think_first, n - 1 in speak_first) instead of
     # the latest one: reproducible under greedy decoding whatever the timing, for evaluation. It models a
     # listener that needs the next round exactly when the next segment is written.
@@ -72,6 +79,8 @@ class MindPacedConfig:
     ) -> MindPacedConfig:
         """Segment sizes given here, else those the checkpoint declares, else the built-in defaults."""
         declared = checkpoint_thinking_defaults(generation_config)
+        if "segment_boundary" in declared:
+            kwargs.setdefault("segment_boundary", declared["segment_boundary"])
         return cls(
             mode,  # type: ignore[arg-type]
             int(reasoning_segment_tokens or declared.get("reasoning_segment_tokens", DEFAULT_REASONING_SEGMENT_TOKENS)),  # type: ignore[call-overload]
@@ -86,12 +95,15 @@ class MindPacedConfig:
             raise ValueError("segment sizes must be >= 1 token")
         if self.lag_policy not in ("wait", "speak"):
             raise ValueError(f"lag_policy must be 'wait' or 'speak', got {self.lag_policy!r}")
+        if self.segment_boundary not in ("tokens", "sentence"):
+            raise ValueError(f"segment_boundary must be 'tokens' or 'sentence', got {self.segment_boundary!r}")
 
 
 def checkpoint_thinking_defaults(generation_config: dict) -> dict[str, object]:
     """Think-while-speaking defaults a checkpoint declares in its generation_config.json (keys
-    ``thinking_mode``, ``reasoning_segment_tokens``, ``reply_segment_tokens``), absent keys omitted."""
-    keys = ("thinking_mode", "reasoning_segment_tokens", "reply_segment_tokens")
+    ``thinking_mode``, ``reasoning_segment_tokens``, ``reply_segment_tokens``, ``segment_boundary``),
+    absent keys omitted."""
+    keys = ("thinking_mode", "reasoning_segment_tokens", "reply_segment_tokens", "segment_boundary")
     return {k: generation_config[k] for k in keys if generation_config.get(k) is not None}
 
 
@@ -215,6 +227,11 @@ class MindPacedGeneration:
         self._cancelled = False
         self._t0 = 0.0
 
+    @property
+    def segments(self) -> list[str]:
+        """The reasoning text at each segment boundary published so far."""
+        return [text for _, text in self._segments]
+
     def cancel(self) -> None:
         """Stop both streams within one decode step."""
         self._cancelled = True
@@ -272,6 +289,8 @@ class MindPacedGeneration:
         token = self._token()
         raw = ""  # generated text, tag included
         sent = 0  # characters of reasoning already published
+        sentence_segments = self.config.segment_boundary == "sentence"
+        due = self.config.reasoning_segment_tokens  # sentence segments: the earliest token count of the next
         finish: FinishReason = "stop"
         try:
             async with contextlib.aclosing(self.engine.generate(ctx, params, token)) as stream:
@@ -280,6 +299,11 @@ class MindPacedGeneration:
                         finish = d.finish_reason
                         break
                     self.reasoning_tokens += 1
+                    if sentence_segments and _starts_sentence(raw, d.text) and self.reasoning_tokens > due:
+                        # the previous token ended a sentence: the thought so far is a whole number of them
+                        self._segments.append((self.reasoning_tokens - 1, raw.rstrip()))
+                        self._changed.set()
+                        due = self.reasoning_tokens - 1 + self.config.reasoning_segment_tokens
                     raw += d.text
                     # Only the new text (and a tag it may complete) can hold </think>: no rescan of it all.
                     tag_at = raw.find(THINK_CLOSE, max(0, len(raw) - len(d.text) - len(THINK_CLOSE)))
@@ -291,7 +315,7 @@ class MindPacedGeneration:
                         sent = publish
                     if closed:
                         break
-                    if self.reasoning_tokens % self.config.reasoning_segment_tokens == 0:
+                    if not sentence_segments and self.reasoning_tokens % self.config.reasoning_segment_tokens == 0:
                         self._segments.append((self.reasoning_tokens, visible))
                         self._changed.set()
         finally:
@@ -398,6 +422,13 @@ class MindPacedGeneration:
             self.engine.release(ctx)
         self._queue.put_nowait(RoundEnded(record))
         return record
+
+
+def _starts_sentence(before: str, token_text: str) -> bool:
+    """Whether ``token_text`` opens a new sentence after ``before``: the text so far ends a sentence
+    ([.!?]) and the token starts with whitespace ("4.4 per second" is one sentence; as
+    ``training.think_incomplete.reasoning_steps`` splits)."""
+    return bool(before) and before[-1] in ".!?" and token_text[:1].isspace()
 
 
 def _safe_end(text: str) -> int:
