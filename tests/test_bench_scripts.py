@@ -63,3 +63,23 @@ async def test_mps_bench_full_shapes_path_runs_with_tiny_shapes_on_cpu() -> None
     finally:
         await engine.aclose()
     assert r["one_stream_tok_s"] > 0 and r["per_stream_two_active_tok_s"] > 0
+
+
+async def test_pitch_probe_counts_every_question_by_voice_variant(tiny_checkpoint, capsys) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    from stepaudio_rt.training.data.tasks import gen_voice_pitch
+
+    spec = importlib.util.spec_from_file_location("pitch_probe", Path(__file__).parent.parent / "scripts" / "pitch_probe.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    rng = np.random.default_rng(0)
+    samples = [gen_voice_pitch(rng, "eval", True) for _ in range(3)]
+    await module.probe(str(tiny_checkpoint), samples)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"{tiny_checkpoint}: ") and "/3 (" in line
+    counted = [part.rsplit(" ", 1)[1] for part in line.split("(", 1)[1].rstrip(")").split(", ")]
+    assert sum(int(c.split("/")[1]) for c in counted) == 3  # every question in one variant/label cell
