@@ -44,6 +44,9 @@ ThinkingMode = Literal["sequential", "think_first", "speak_first"]
 THINKING_MODES: tuple[ThinkingMode, ...] = ("sequential", "think_first", "speak_first")
 LagPolicy = Literal["wait", "speak"]
 SegmentBoundary = Literal["tokens", "sentence"]
+# A sentence of reasoning ends with one of these followed by whitespace ("4.4 per second" is one sentence).
+# Think-incomplete SFT cuts its training thoughts with the same rule (training.think_incomplete).
+SENTENCE_END_MARKS = ".!?"
 
 # The paper's formulation segment (Tc = 80 tokens).
 DEFAULT_REASONING_SEGMENT_TOKENS = 80
@@ -290,7 +293,7 @@ class MindPacedGeneration:
         raw = ""  # generated text, tag included
         sent = 0  # characters of reasoning already published
         sentence_segments = self.config.segment_boundary == "sentence"
-        due = self.config.reasoning_segment_tokens  # sentence segments: the earliest token count of the next
+        due = self.config.reasoning_segment_tokens  # sentence segments: the next one ends after this many tokens
         finish: FinishReason = "stop"
         try:
             async with contextlib.aclosing(self.engine.generate(ctx, params, token)) as stream:
@@ -425,10 +428,9 @@ class MindPacedGeneration:
 
 
 def _starts_sentence(before: str, token_text: str) -> bool:
-    """Whether ``token_text`` opens a new sentence after ``before``: the text so far ends a sentence
-    ([.!?]) and the token starts with whitespace ("4.4 per second" is one sentence; as
-    ``training.think_incomplete.reasoning_steps`` splits)."""
-    return bool(before) and before[-1] in ".!?" and token_text[:1].isspace()
+    """Whether ``token_text`` opens a new sentence after ``before``: the text so far ends in one of
+    ``SENTENCE_END_MARKS`` and the token starts with whitespace."""
+    return bool(before) and before[-1] in SENTENCE_END_MARKS and token_text[:1].isspace()
 
 
 def _safe_end(text: str) -> int:

@@ -29,7 +29,7 @@ three-operand problem 84, a measured-value comparison 25-54); replies median 9 t
   an articulation round sees whole steps, as these examples cut them. Measured on the v2 checkpoint
   (`eval -n 400`, rounds in lockstep): think_first 63.5% with 16-token cuts (mid-sentence thoughts it
   never saw: "14 plus 29 is 33." after "... 4 plus 9 is 13, 1"), 84.2% with sentence segments (thinking
-  89.0%); speak_first 68.2% -> 79.2%.
+  89.0%); speak_first 68.2% -> 78.8-79.2% (two runs).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from stepaudio_rt.model.mind_paced import SENTENCE_END_MARKS
 from stepaudio_rt.model.tokenizer import EOT, THINK_CLOSE, StepAudioTokenizer
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT
 from stepaudio_rt.training.conversations import UserTurn, prompt_ids
@@ -50,7 +51,7 @@ SEGMENT_BOUNDARY = "sentence"
 CLOSE_THINK = f"\n{THINK_CLOSE}\n"  # closes the partial thought in every articulation prompt
 CONTINUATION_SHARE = 0.3
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(rf"(?<=[{re.escape(SENTENCE_END_MARKS)}])\s+")  # as the runtime cuts segments
 
 
 def reasoning_steps(think: str) -> list[str]:
