@@ -153,8 +153,8 @@ def _probe_error(summary: dict[str, Any]) -> float | None:
 
 def mean_think_tokens(ckpt: Path, samples_path: Path) -> float | None:
     """Mean length, in the checkpoint's tokens, of the think blocks of the thinking-mode replies."""
-    from stepaudio_rt.model.prompt import split_reasoning
     from stepaudio_rt.model.tokenizer import StepAudioTokenizer
+    from stepaudio_rt.training.rewards import think_tokens
 
     if not samples_path.exists():
         return None
@@ -163,7 +163,7 @@ def mean_think_tokens(ckpt: Path, samples_path: Path) -> float | None:
     for line in samples_path.read_text().splitlines():
         reply = json.loads(line)["replies"].get("thinking")
         if reply is not None:
-            lengths.append(len(tokenizer.encode(split_reasoning(reply, starts_in_think=True)[0].strip())))
+            lengths.append(think_tokens(tokenizer, reply))
     return round(sum(lengths) / len(lengths), 2) if lengths else None
 
 

@@ -53,6 +53,13 @@ def parse_completion(text: str) -> ParsedCompletion:
     return ParsedCompletion(think.strip(), reply.replace("<|EOT|>", "").strip(), True, "")
 
 
+def think_tokens(tokenizer: Any, text: str) -> int:
+    """Length of the think block of a continuation of ``<think>\n``, in ``tokenizer``'s tokens (0 when
+    empty): the think length the RL curves and the MGRD stage table report."""
+    think = parse_completion(text).think
+    return len(tokenizer.encode(think)) if think else 0
+
+
 @dataclass(frozen=True)
 class Reward:
     reward: float
@@ -92,4 +99,5 @@ __all__ = [
     "is_audio_question",
     "parse_completion",
     "score",
+    "think_tokens",
 ]

@@ -46,7 +46,7 @@ from stepaudio_rt.model.engine import checkpoint_listen_chunk_seconds
 from stepaudio_rt.model.modeling import StepAudio2ForCausalLM
 from stepaudio_rt.training import ppo
 from stepaudio_rt.training import selection as sel
-from stepaudio_rt.training.rewards import parse_completion, score
+from stepaudio_rt.training.rewards import score, think_tokens
 from stepaudio_rt.training.rl_config import RlConfig
 from stepaudio_rt.training.rollout import Completion, listen_chunks, sample_completions
 
@@ -150,11 +150,6 @@ def _save_state(path: Path, policy: nn.Module, head: nn.Module, opt: torch.optim
         tmp,
     )
     os.replace(tmp, path)
-
-
-def _think_tokens(tokenizer: Any, text: str) -> int:
-    think = parse_completion(text).think
-    return len(tokenizer.encode(think)) if think else 0
 
 
 def ppo_step(
@@ -326,7 +321,7 @@ def run_rl_stage(
                     "accuracy": float(np.mean([s.correct for s in scored])),
                     "reasoning_rate": float(np.mean([s.reasoning for s in scored])),
                     "well_formed_rate": float(np.mean([s.well_formed for s in scored])),
-                    "mean_think_tokens": float(np.mean([_think_tokens(tokenizer, r.text) for r in rows])),
+                    "mean_think_tokens": float(np.mean([think_tokens(tokenizer, r.text) for r in rows])),
                     "mean_response_tokens": float(np.mean([len(r.response_ids) for r in rows])),
                     **{k: round(v, 5) for k, v in figures.items()},
                     "rollout_s": round(rollout_s, 2),
