@@ -401,3 +401,23 @@ def test_load_split_rejects_missing_files(tmp_path: Path) -> None:
         load_split(tmp_path / "train.jsonl")
     with pytest.raises(ValueError, match="jsonl"):
         load_split(tmp_path / "train.flac")
+
+
+def test_voice_pitch_labels_do_not_follow_the_speakers_sex() -> None:
+    """Low examples include female voices at their lowest pitch (else timbre tells the label): every
+    label still matches the F0 measured on the clip."""
+    import numpy as np
+
+    from stepaudio_rt.training.data import acoustics, synth
+    from stepaudio_rt.training.data.tasks import DECISION, gen_voice_pitch
+
+    female = {v.name for v in synth.TRAIN_VOICES if v.is_female}
+    rng = np.random.default_rng(7)
+    low_voices = []
+    for _ in range(24):
+        s = gen_voice_pitch(rng, "train", True)
+        f0 = acoustics.median_f0_hz(s.audio)
+        assert (f0 >= DECISION["pitch_high_min"]) if s.label == "high" else (f0 <= DECISION["pitch_low_max"])
+        if s.label == "low":
+            low_voices.append(s.meta["voice"] in female)
+    assert any(low_voices) and not all(low_voices)  # low voices of both kinds

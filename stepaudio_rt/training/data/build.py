@@ -32,7 +32,7 @@ from tqdm import tqdm
 from stepaudio_rt.training.data.signals import SAMPLE_RATE
 from stepaudio_rt.training.data.tasks import SPLITS, TASK_NAMES, TEXT_ONLY_TASKS, Sample, Split, generate
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: low-pitched female voices in voice_pitch (tasks.LOW_FEMALE_SHARE)
 # Every sample is stored with its full reasoning (the audio CoT grounded in measured values); which
 # training examples keep it and which get the empty think block is decided when the SFT examples are made
 # (``training.targets.EMPTY_THINK_SHARE``), so one synthesised clip can serve both forms.
