@@ -32,7 +32,7 @@ from tqdm import tqdm
 from stepaudio_rt.training.data.signals import SAMPLE_RATE
 from stepaudio_rt.training.data.tasks import SPLITS, TASK_NAMES, TEXT_ONLY_TASKS, Sample, Split, generate
 
-FORMAT_VERSION = 3  # 3: low-pitched female voices in voice_pitch (tasks.LOW_FEMALE_SHARE)
+FORMAT_VERSION = 3  # 3: low-pitched female voices in voice_pitch and speaker_compare (tasks.LOW_FEMALE_SHARE)
 # Every sample is stored with its full reasoning (the audio CoT grounded in measured values); which
 # training examples keep it and which get the empty think block is decided when the SFT examples are made
 # (``training.targets.EMPTY_THINK_SHARE``), so one synthesised clip can serve both forms.
@@ -42,17 +42,17 @@ FORMAT_VERSION = 3  # 3: low-pitched female voices in voice_pitch (tasks.LOW_FEM
 TASK_WEIGHTS: dict[str, float] = {
     "spoken_arithmetic": 0.18,
     "spoken_multistep": 0.08,
-    "beep_count": 0.05,
-    "beep_bursts": 0.05,
+    "beep_count": 0.065,
+    "beep_bursts": 0.06,
     "tone_compare": 0.07,  # the slowest perception task to learn (it compares two moments of the clip)
-    "highest_tone": 0.05,
-    "voice_pitch": 0.05,
-    "speech_rate": 0.05,
+    "highest_tone": 0.04,
+    "voice_pitch": 0.07,
+    "speech_rate": 0.035,
     "rate_change": 0.05,
     "speaker_compare": 0.06,
-    "pause_length": 0.05,
-    "loudness": 0.05,
-    "noise": 0.05,
+    "pause_length": 0.06,
+    "loudness": 0.035,
+    "noise": 0.035,
     "transcription": 0.04,  # SFT adds every other speech clip once more as a transcription example
     "self_cognition": 0.04,
     "text_arithmetic": 0.05,

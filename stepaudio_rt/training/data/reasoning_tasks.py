@@ -230,6 +230,7 @@ def gen_speaker_compare(rng: np.random.Generator, split: tk.Split, cot: bool) ->
     """Two speakers one after the other: which one is faster, or which one has the higher voice?"""
     aspect = tk._choice(rng, ("faster", "higher"))
     winner = int(rng.integers(2))
+    low_female = aspect == "higher" and bool(rng.random() < tk.LOW_FEMALE_SHARE)
     for attempt in range(1, tk.MAX_ATTEMPTS + 1):  # noqa: B007 (read after the loop)
         texts = [tk._split_sentence(rng, split, short=True), tk._split_sentence(rng, split, short=True)]
         parts, metas, values = [], [], []
@@ -238,10 +239,16 @@ def gen_speaker_compare(rng: np.random.Generator, split: tk.Split, cot: bool) ->
                 voice = tk._pick_voice(rng, split)
                 x_i, m_i = _rate_part(rng, texts[i], voice, fast=i == winner)
                 values.append(ac.speech_rate_sps(x_i, texts[i]))
+            elif i == winner:
+                voice = tk._pick_voice(rng, split, tk._female, piper=False)
+                x_i, m_i = tk._speak(rng, texts[i], voice, pitch=(65, 99))
+            elif low_female:  # timbre must not tell the answer (see tasks.LOW_FEMALE_SHARE)
+                voice = tk._pick_voice(rng, split, tk._female, piper=False)
+                x_i, m_i = tk._speak(rng, texts[i], voice, pitch=(0, 10))
             else:
-                high = i == winner
-                voice = tk._pick_voice(rng, split, tk._female if high else tk._not_female, piper=not high)
-                x_i, m_i = tk._speak(rng, texts[i], voice, pitch=(65, 99) if high else (0, 40))
+                voice = tk._pick_voice(rng, split, tk._not_female)
+                x_i, m_i = tk._speak(rng, texts[i], voice, pitch=(0, 40))
+            if aspect == "higher":
                 values.append(ac.median_f0_hz(x_i))
             parts.append(x_i)
             metas.append(m_i)
