@@ -421,3 +421,25 @@ def test_voice_pitch_labels_do_not_follow_the_speakers_sex() -> None:
         if s.label == "low":
             low_voices.append(s.meta["voice"] in female)
     assert any(low_voices) and not all(low_voices)  # low voices of both kinds
+
+
+def test_speaker_compare_lower_voice_is_sometimes_female() -> None:
+    """In "which speaker has the higher voice" the lower voice is sometimes a female one at its lowest
+    pitch (else the female voice always wins): the answer is the speaker with the higher measured F0."""
+    import numpy as np
+
+    from stepaudio_rt.training.data import synth
+    from stepaudio_rt.training.data.reasoning_tasks import ORDINALS, gen_speaker_compare
+
+    female = {v.name for v in synth.TRAIN_VOICES if v.is_female}
+    rng = np.random.default_rng(11)
+    lower_is_female = []
+    while len(lower_is_female) < 10:
+        s = gen_speaker_compare(rng, "train", True)
+        if s.meta["aspect"] != "higher":
+            continue
+        f0 = s.meta["measured"]["part_f0_hz"]
+        winner = ORDINALS.index(s.label)
+        assert f0[winner] > 1.3 * f0[1 - winner]
+        lower_is_female.append(s.meta["voices"][1 - winner] in female)
+    assert any(lower_is_female) and not all(lower_is_female)
