@@ -68,6 +68,7 @@ def test_committed_demo_checkpoint_answers_every_turn_of_a_spoken_session() -> N
     result = _with_engine(lambda engine: session_accuracy(engine, samples, turns=len(samples)))
     assert result["sessions"] == 1
     assert result["accuracy_per_turn"] == {"1": 1.0, "2": 1.0, "3": 1.0}, result
+    assert result["later_alone"] == 1.0, result  # turns 2-3 asked again, each in a fresh session
 
 
 def _thinking_prefix() -> str:

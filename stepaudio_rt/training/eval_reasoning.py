@@ -115,12 +115,17 @@ async def session_accuracy(
     engine: Engine, samples: Sequence[Any], turns: int = SESSION_TURNS, max_tokens: int = 160, concurrency: int = 4
 ) -> dict[str, Any]:
     """Spoken questions asked ``turns`` at a time in one session (greedy, thinking on); accuracy per turn
-    index, and turn 1 against turns 2..``turns``."""
+    index, turn 1 against turns 2..``turns``, and those later questions asked alone in a fresh session
+    (``later_alone``). Turn 1 and the later turns are different questions, so their gap mixes the
+    conversation's effect with the questions' difficulty; ``turns_2_plus`` against ``later_alone`` is the
+    same questions with and without the conversation before them."""
     chunk_seconds = checkpoint_listen_chunk_seconds(engine.generation_config)
     spoken = [s for s in samples if s.audio is not None and s.task not in TEXT_ONLY_TASKS]
     sessions = [spoken[i : i + turns] for i in range(0, len(spoken) - turns + 1, turns)]
     per_turn: dict[int, list[bool]] = defaultdict(list)
+    alone: list[bool] = []
     sem = asyncio.Semaphore(concurrency)
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
 
     async def one(session: Sequence[Any]) -> None:
         async with sem:
@@ -129,7 +134,6 @@ async def session_accuracy(
                 await engine.append_text(ctx, system_block(DEMO_SYSTEM_PROMPT))
                 for k, s in enumerate(session):
                     await append_user_turn(engine, ctx, s.user_text, s.audio, chunk_seconds)
-                    params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
                     text = await _generate(engine, ctx, [GENERATION_PREFIX], params)
                     per_turn[k + 1].append(check_answer(s.task, text, s.label))
                     _, reply = split_reasoning(text, starts_in_think=True)
@@ -137,7 +141,16 @@ async def session_accuracy(
             finally:
                 engine.release(ctx)
 
+    async def asked_alone(s: Any) -> None:
+        async with sem:
+            ctx = await _single_turn_context(engine, s, chunk_seconds)
+            try:
+                alone.append(check_answer(s.task, await _generate(engine, ctx, [GENERATION_PREFIX], params), s.label))
+            finally:
+                engine.release(ctx)
+
     await asyncio.gather(*(one(s) for s in sessions))
+    await asyncio.gather(*(asked_alone(s) for session in sessions for s in session[1:]))
     later = [v for k, vs in per_turn.items() if k > 1 for v in vs]
     return {
         "sessions": len(sessions),
@@ -145,6 +158,7 @@ async def session_accuracy(
         "accuracy_per_turn": {str(k): _acc(v) for k, v in sorted(per_turn.items())},
         "turn_1": _acc(per_turn.get(1, [])),
         "turns_2_plus": _acc(later),
+        "later_alone": _acc(alone),
     }
 
 

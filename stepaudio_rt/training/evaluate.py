@@ -344,7 +344,7 @@ def _format_reasoning(r: dict[str, Any]) -> list[str]:
         se = r["sessions"]
         lines.append(
             f"sessions ({se['sessions']} x {se['turns']} turns): turn 1 {_pct(se['turn_1'])}, "
-            f"turns 2+ {_pct(se['turns_2_plus'])}"
+            f"turns 2+ {_pct(se['turns_2_plus'])} (the same questions asked alone: {_pct(se.get('later_alone'))})"
         )
     if "partial_reasoning" in r:
         pr = r["partial_reasoning"]["accuracy"]
