@@ -9,10 +9,9 @@ the one-value-per-token critic for ``AutoModelForTokenClassification``, and the 
 needs nothing more: vLLM loads the model through the project's plugin (entry point
 ``vllm.general_plugins``), in every vLLM process.
 
-Still missing before a real cluster run (README "MGRD on verl"): verl 0.9.1's ``hf_processor`` accepts only
-a fixed list of processor class names (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, GLM-4V, Mllama, Gemma4) and returns
-None for ours, so its dataset and agent loop treat the prompts as text; that needs a one-line ``case`` in
-verl (or a patched verl in the cluster image). Nothing here has run on GPUs or across nodes.
+verl 0.9.1's ``hf_processor`` knows only a fixed list of processor classes; the package's ``verl.plugins``
+entry point (:mod:`~stepaudio_rt.training.verl.plugin`) makes it return ours. Nothing here has run on GPUs
+or across nodes.
 """
 
 from __future__ import annotations
