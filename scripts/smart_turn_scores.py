@@ -1,9 +1,10 @@
 """Offline Smart Turn scores behind the semantic_vad thresholds (no server; real VAD, real model).
 
-    python scripts/smart_turn_scores.py [--out docs/bench/turns_demo_cpu/smart_turn_scores.json]
+    python scripts/smart_turn_scores.py [--at detected|started] [--out docs/bench/turns_demo_cpu/smart_turn_scores.json]
 
 For each question the real ``TurnDetector`` (semantic_vad) is fed 20 ms frames and the turn so far is
-scored at every ``PauseDetected``, as the server does:
+scored at the pause event ``--at`` names: ``PauseDetected`` (160 ms of silence, the default) or
+``PauseStarted`` (80 ms), to see whether the score can be taken earlier in the pause:
 
 * hesitations: the probability at the first pause inside the question (the inserted 400-700 ms one, or
   a shorter natural one before it), for the arithmetic set ``bench turns`` tunes on ("silent") and the
@@ -28,7 +29,7 @@ from stepaudio_rt.clients.hesitations import HELD_OUT_HESITATIONS, HELD_OUT_VOIC
 from stepaudio_rt.clients.piper_speech import PausedQuestion, speak_piper
 from stepaudio_rt.clients.questions import BUILTIN_QUESTIONS, speak_espeak
 from stepaudio_rt.streaming.smart_turn import WINDOW_SAMPLES, load_smart_turn
-from stepaudio_rt.streaming.vad import PauseDetected, TurnDetector, VadConfig
+from stepaudio_rt.streaming.vad import PauseDetected, PauseStarted, TurnDetector, VadConfig
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
@@ -37,13 +38,17 @@ def _16k(pcm: bytes) -> np.ndarray:
     return soxr.resample(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, 24000, 16000)
 
 
+PAUSE_EVENTS = {"detected": PauseDetected, "started": PauseStarted}
+AT = PauseDetected
+
+
 def first_pause_score(audio: np.ndarray) -> float | None:
     """Score at the first pause the VAD reports (0.3 s of lead silence, 2 s after)."""
     model = load_smart_turn()
     det = TurnDetector(VadConfig(type="semantic_vad"))
     stream = np.concatenate([np.zeros(4800, np.float32), audio, np.zeros(32000, np.float32)])
     for i in range(0, len(stream), 320):
-        if any(isinstance(e, PauseDetected) for e in det.feed(stream[i : i + 320])):
+        if any(isinstance(e, AT) for e in det.feed(stream[i : i + 320])):
             end = i + 320
             return round(model.probability(stream[max(0, end - WINDOW_SAMPLES) : end]), 4)
     return None
@@ -51,8 +56,11 @@ def first_pause_score(audio: np.ndarray) -> float | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--at", choices=sorted(PAUSE_EVENTS), default="detected", help="the pause event scored")
     ap.add_argument("--out", type=Path, default=Path("docs/bench/turns_demo_cpu/smart_turn_scores.json"))
     args = ap.parse_args()
+    global AT
+    AT = PAUSE_EVENTS[args.at]
     from tqdm.auto import tqdm
 
     sets: dict[str, list[float | None]] = {}
