@@ -389,6 +389,8 @@ def eval_cmd(
     figures: Annotated[str, typer.Option(help="reasoning figures (comma-separated): budget, sessions, partial")] = (
         "budget,sessions,partial"
     ),
+    tasks: Annotated[str | None, typer.Option(
+        help="comma-separated tasks: synthesise only these (n samples in all), e.g. to measure a few on more")] = None,
 ) -> None:
     """Accuracy per task on the held-out spoken tasks, through the TorchEngine: thinking, the empty think
     block, and think-while-speaking (think_first, speak_first); plus accuracy against think budget, turn 1
@@ -399,7 +401,7 @@ def eval_cmd(
 
     reasoning = ReasoningFigures() if quick else ReasoningFigures.full().only(figures.split(","))
     evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, reasoning=reasoning,
-                        modes=modes.split(","), probes=probes)
+                        modes=modes.split(","), probes=probes, tasks=tasks.split(",") if tasks else None)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -443,3 +443,15 @@ def test_speaker_compare_lower_voice_is_sometimes_female() -> None:
         assert f0[winner] > 1.3 * f0[1 - winner]
         lower_is_female.append(s.meta["voices"][1 - winner] in female)
     assert any(lower_is_female) and not all(lower_is_female)
+
+
+def test_build_dataset_can_synthesise_only_some_tasks(tmp_path: Path) -> None:
+    """``tasks`` (``eval --tasks``) keeps those tasks at their relative weights; an unknown one is named."""
+    import json
+
+    paths = build_dataset(0, 6, tmp_path / "d", seed=3, workers=1, tasks=["loudness", "noise"])
+    samples = load_split(paths.eval)
+    assert len(samples) == 6 and {s.task for s in samples} == {"loudness", "noise"}
+    assert set(json.loads(paths.manifest.read_text())["task_weights"]) == {"loudness", "noise"}
+    with pytest.raises(ValueError, match="unknown tasks \\['pitch'\\]"):
+        build_dataset(0, 6, tmp_path / "e", workers=1, tasks=["pitch"])

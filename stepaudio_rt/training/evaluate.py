@@ -235,11 +235,13 @@ def evaluate_checkpoint(
     modes: Sequence[str] = ALL_MODES,
     reasoning: ReasoningFigures | None = None,
     probes: int = 0,
+    tasks: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the checkpoint at ``path`` on ``n`` held-out samples; writes ``eval.json``,
     ``eval_samples.jsonl`` and ``eval_accuracy.png`` to ``out_dir`` and returns the summary.
 
-    The held-out split is synthesised afresh (deterministic in ``seed``) unless ``data_dir`` holds one.
+    The held-out split is synthesised afresh (deterministic in ``seed``; only ``tasks`` when given) unless
+    ``data_dir`` holds one.
     ``reasoning`` adds the reasoning figures (``training.eval_reasoning``) under ``summary["reasoning"]``
     and ``eval_think_budget.png``; by default only the reply audio length is added (it needs no decoding).
     ``probes`` > 0 adds the self-cognition error rate on that many held-out audio probes
@@ -257,11 +259,13 @@ def evaluate_checkpoint(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if data_dir is not None and tasks is not None:
+        raise ValueError("tasks picks what is synthesised; a data_dir's held-out split is used as it is")
     if data_dir is not None:
         samples = load_split(Path(data_dir) / "eval.jsonl")[:n]
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            build_dataset(0, n, Path(tmp), seed=seed, workers=2)
+            build_dataset(0, n, Path(tmp), seed=seed, workers=2, tasks=tasks)
             samples = load_split(Path(tmp) / "eval.jsonl")
     # Per sample in flight: its prefix plus at most three forks (think-while-speaking's base, reasoning
     # and articulation streams).

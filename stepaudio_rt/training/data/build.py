@@ -20,7 +20,7 @@ import json
 import multiprocessing as mp
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,8 +130,10 @@ def _worker_init() -> None:
         os.environ.setdefault(var, "1")
 
 
-def _build_split(split: Split, n: int, seed: int, out_dir: Path, pool: Any) -> Counter[str]:
-    jobs = [(t, seed, split, i) for i, t in enumerate(task_schedule(n, seed, split))]
+def _build_split(
+    split: Split, n: int, seed: int, out_dir: Path, pool: Any, weights: dict[str, float] | None = None
+) -> Counter[str]:
+    jobs = [(t, seed, split, i) for i, t in enumerate(task_schedule(n, seed, split, weights))]
     results = pool.imap(_work, jobs, chunksize=8) if pool is not None else map(_work, jobs)
     counts: Counter[str] = Counter()
     pos = 0
@@ -153,10 +155,20 @@ def _build_split(split: Split, n: int, seed: int, out_dir: Path, pool: Any) -> C
     return counts
 
 
-def build_dataset(n_train: int, n_eval: int, out_dir: Path, seed: int = 0, workers: int = 2) -> DatasetPaths:
-    """Synthesize ``n_train`` training and ``n_eval`` held-out samples into ``out_dir``."""
+def build_dataset(
+    n_train: int, n_eval: int, out_dir: Path, seed: int = 0, workers: int = 2, tasks: Sequence[str] | None = None
+) -> DatasetPaths:
+    """Synthesize ``n_train`` training and ``n_eval`` held-out samples into ``out_dir``; ``tasks`` keeps
+    only those tasks of the mixture (at their relative weights), e.g. to measure a few tasks on more
+    samples than the full mixture gives them."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    weights = TASK_WEIGHTS
+    if tasks is not None:
+        unknown = sorted(set(tasks) - set(TASK_WEIGHTS))
+        if unknown or not tasks:
+            raise ValueError(f"unknown tasks {unknown}; choose from {', '.join(TASK_WEIGHTS)}")
+        weights = {t: TASK_WEIGHTS[t] for t in tasks}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -166,7 +178,7 @@ def build_dataset(n_train: int, n_eval: int, out_dir: Path, seed: int = 0, worke
     pool_cm = None if workers == 1 else mp.get_context("spawn").Pool(workers, initializer=_worker_init)
     try:
         for split, n in (("train", n_train), ("eval", n_eval)):
-            counts[split] = dict(_build_split(split, n, seed, out_dir, pool_cm))  # type: ignore[arg-type]
+            counts[split] = dict(_build_split(split, n, seed, out_dir, pool_cm, weights))  # type: ignore[arg-type]
     finally:
         if pool_cm is not None:
             pool_cm.close()
@@ -177,7 +189,7 @@ def build_dataset(n_train: int, n_eval: int, out_dir: Path, seed: int = 0, worke
         "n_train": n_train,
         "n_eval": n_eval,
         "sample_rate": SAMPLE_RATE,
-        "task_weights": TASK_WEIGHTS,
+        "task_weights": weights,
         "counts": counts,
         "build_seconds": round(time.perf_counter() - t0, 2),
         "workers": workers,
