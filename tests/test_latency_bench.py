@@ -13,7 +13,7 @@ from stepaudio_rt.cli import app
 from stepaudio_rt.clients.bench_stats import PERCENTILES, summarize
 from stepaudio_rt.clients.latency_bench import CLOCKS, BenchConfig
 from stepaudio_rt.clients.questions import bigbench_texts
-from stepaudio_rt.clients.server_metrics import stage_means
+from stepaudio_rt.clients.server_metrics import add_growth, stage_means
 from stepaudio_rt.clients.wav_stream import AudioInputError
 from tests.conftest import LiveServer
 
@@ -137,3 +137,29 @@ def test_bench_thinking_mode_reaches_the_server(live_server: LiveServer, tmp_pat
     assert live_server.metric(speak_first) == before + 1
     with pytest.raises(ValueError, match="thinking_mode"):
         BenchConfig(thinking_mode="eventually").validate()
+
+
+def test_add_growth_sums_one_variants_turns() -> None:
+    total: dict[str, list[float]] = {}
+    add_growth(total, {"prefill": (1.0, 4.0)}, {"prefill": (1.5, 5.0), "end_of_turn_complete": (0.05, 1.0)})
+    add_growth(total, {"prefill": (2.0, 6.0)}, {"prefill": (2.25, 7.0)})
+    add_growth(total, None, {"prefill": (9.0, 9.0)})  # no metrics before: nothing to attribute
+    assert total == {"prefill": [0.75, 2.0], "end_of_turn_complete": [0.05, 1.0]}
+
+
+def test_turns_bench_reports_the_server_breakdown_per_variant(live_server: LiveServer, tmp_path) -> None:
+    """``bench turns`` scrapes our server's /metrics around each latency turn: each variant gets its own
+    stage means, and semantic_vad's include the end-of-turn model's scoring."""
+    import asyncio
+
+    from stepaudio_rt.clients.bench_turns import TurnsConfig, run_turns_bench
+
+    cfg = TurnsConfig(url=live_server.http, latency_turns=1, paused_turns=0, paused_sets=(), progress=False,
+                      out_dir=tmp_path, latency_variants=("server_vad", "semantic_vad"))
+    summary = asyncio.run(run_turns_bench(cfg))["summary"]
+    for mode in ("server_vad", "semantic_vad"):
+        stages = summary[mode]["server_stages"]
+        assert stages["server_first_packet"]["count"] == 1, stages  # the measured turn, not the warm-up
+        assert stages["prefill"]["mean_s"] > 0
+    assert not any(k.startswith("end_of_turn") for k in summary["server_vad"]["server_stages"])
+    assert any(k.startswith("end_of_turn") for k in summary["semantic_vad"]["server_stages"])

@@ -32,6 +32,8 @@ from stepaudio_rt.clients.piper_speech import PausedQuestion, speak_piper
 from stepaudio_rt.clients.plots import plot_turns
 from stepaudio_rt.clients.questions import BUILTIN_QUESTIONS
 from stepaudio_rt.clients.realtime_client import RealtimeClient, RealtimeError
+from stepaudio_rt.clients.server_metrics import add_growth, scrape
+from stepaudio_rt.clients.urls import server_root
 
 MODES = ("server_vad", "semantic_vad")
 WITH_TRANSCRIPTION = "semantic_vad+transcription"
@@ -183,10 +185,16 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
         for mode in variants:
             await _turn(cfg, mode, "warmup", latency_qs[0][0], latency_qs[0][1])
     bar = tqdm(total=len(jobs), unit="turn", desc="turns", disable=not cfg.progress)
+    # our server's per-stage breakdown, per variant: /metrics scraped around each latency turn (turns run
+    # one at a time, so each growth belongs to that turn's variant); nothing for other servers
+    root = server_root(cfg.url)
+    stage_totals: dict[str, dict[str, list[float]]] = {}
     for mode, kind, label, pcm in [j for j in jobs if j[1] == "latency"]:
+        before = await asyncio.to_thread(scrape, root)
         results.append(await _turn(cfg, mode, kind, label, pcm))
+        await asyncio.sleep(0.2)  # let the previous session's teardown finish (and its metrics land)
+        add_growth(stage_totals.setdefault(mode, {}), before, await asyncio.to_thread(scrape, root))
         bar.update()
-        await asyncio.sleep(0.2)  # let the previous session's teardown finish
     gate = asyncio.Semaphore(max(1, cfg.paused_concurrency))
 
     async def paused(mode: str, kind: str, label: str, pcm: bytes) -> TurnResult:
@@ -205,6 +213,10 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
         "summary": summarize_turns(results),
         "turns": [asdict(r) for r in results],
     }
+    for mode, totals in stage_totals.items():
+        means = {k: {"mean_s": round(t / n, 4), "count": int(n)} for k, (t, n) in sorted(totals.items()) if n > 0}
+        if means and mode in doc["summary"]:
+            doc["summary"][mode]["server_stages"] = means
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / "turns.json").write_text(json.dumps(doc, indent=2) + "\n")
     plot_turns(doc, cfg.out_dir / "turns.png")

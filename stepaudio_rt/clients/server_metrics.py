@@ -2,8 +2,9 @@
 
 Our server reports no per-turn timings on the wire (``response.done`` carries only the standard fields,
 which strict clients require), but it exports histograms: ``stepaudio_rt_stage_seconds{stage=...}``
-(finalize = end-of-turn prefill, prefill, reasoning, tts_first_chunk) and
-``stepaudio_rt_first_packet_seconds``. Scraping them before and after a benchmark level and dividing the
+(finalize = end-of-turn prefill, prefill, reasoning, tts_first_chunk),
+``stepaudio_rt_first_packet_seconds`` and ``stepaudio_rt_end_of_turn_score_seconds{verdict=...}``
+(semantic_vad's Smart Turn scoring, reported as stage ``end_of_turn_<verdict>``). Scraping them before and after a benchmark level and dividing the
 growth of ``_sum`` by the growth of ``_count`` gives the mean of each stage over exactly that level's
 responses. Servers without these metrics (any other implementation) simply yield no breakdown.
 """
@@ -19,6 +20,7 @@ Snapshot = dict[str, tuple[float, float]]  # stage -> (sum, count)
 
 STAGE_METRIC = "stepaudio_rt_stage_seconds"
 FIRST_PACKET_METRIC = "stepaudio_rt_first_packet_seconds"
+END_OF_TURN_METRIC = "stepaudio_rt_end_of_turn_score_seconds"
 
 
 def scrape(root_url: str, timeout: float = 5.0) -> Snapshot | None:
@@ -31,10 +33,13 @@ def scrape(root_url: str, timeout: float = 5.0) -> Snapshot | None:
     snap: dict[str, list[float]] = {}
     try:
         for family in text_string_to_metric_families(text):
-            if family.name not in (STAGE_METRIC, FIRST_PACKET_METRIC):
+            if family.name not in (STAGE_METRIC, FIRST_PACKET_METRIC, END_OF_TURN_METRIC):
                 continue
             for sample in family.samples:
-                stage = sample.labels.get("stage", "server_first_packet")
+                if family.name == END_OF_TURN_METRIC:
+                    stage = f"end_of_turn_{sample.labels.get('verdict', 'unknown')}"
+                else:
+                    stage = sample.labels.get("stage", "server_first_packet")
                 slot = snap.setdefault(stage, [0.0, 0.0])
                 if sample.name.endswith("_sum"):
                     slot[0] = sample.value
@@ -43,6 +48,18 @@ def scrape(root_url: str, timeout: float = 5.0) -> Snapshot | None:
     except ValueError:
         return None  # not Prometheus text: some other server's /metrics page
     return {k: (v[0], v[1]) for k, v in snap.items()} or None
+
+
+def add_growth(total: dict[str, list[float]], before: Snapshot | None, after: Snapshot | None) -> None:
+    """Add each stage's (sum, count) growth between two snapshots to ``total`` (stage -> [sum, count]), to
+    collect one variant's responses when variants take turns on one server."""
+    if before is None or after is None:
+        return
+    for stage, (sum_after, count_after) in after.items():
+        sum_before, count_before = before.get(stage, (0.0, 0.0))
+        slot = total.setdefault(stage, [0.0, 0.0])
+        slot[0] += sum_after - sum_before
+        slot[1] += count_after - count_before
 
 
 def stage_means(before: Snapshot | None, after: Snapshot | None) -> dict[str, dict[str, float]] | None:
