@@ -163,3 +163,4 @@ def test_turns_bench_reports_the_server_breakdown_per_variant(live_server: LiveS
         assert stages["prefill"]["mean_s"] > 0
     assert not any(k.startswith("end_of_turn") for k in summary["server_vad"]["server_stages"])
     assert any(k.startswith("end_of_turn") for k in summary["semantic_vad"]["server_stages"])
+    assert "speculative_lead" not in summary["server_vad"]["server_stages"]  # server_vad never speculates

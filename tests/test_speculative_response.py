@@ -153,8 +153,10 @@ async def test_confirmed_speculation_looks_like_a_plain_turn(live_server: LiveSe
         assert live_server.metric(RELEASED) == released
     async with connect(live_server.http) as s:
         discarded = live_server.metric(DISCARDED)
+        leads = live_server.metric("stepaudio_rt_speculative_lead_seconds_count")
         spec = await _voice_turn(s, SEMANTIC, pcm)
         assert live_server.metric(RELEASED) == released + 1  # this turn's response was the speculative one
+        assert live_server.metric("stepaudio_rt_speculative_lead_seconds_count") == leads + 1  # its head start
         # A gap between two words longer than SPECULATE_PAUSE_MS starts (and drops) a speculation too;
         # Piper leaves one such gap in this sentence.
         assert live_server.metric(DISCARDED) <= discarded + 2

@@ -4,7 +4,9 @@ Our server reports no per-turn timings on the wire (``response.done`` carries on
 which strict clients require), but it exports histograms: ``stepaudio_rt_stage_seconds{stage=...}``
 (finalize = end-of-turn prefill, prefill, reasoning, tts_first_chunk),
 ``stepaudio_rt_first_packet_seconds`` and ``stepaudio_rt_end_of_turn_score_seconds{verdict=...}``
-(semantic_vad's Smart Turn scoring, reported as stage ``end_of_turn_<verdict>``). Scraping them before and after a benchmark level and dividing the
+(semantic_vad's Smart Turn scoring, reported as stage ``end_of_turn_<verdict>``) and
+``stepaudio_rt_speculative_lead_seconds`` (how long a released speculative response had run when the turn
+ended, stage ``speculative_lead``). Scraping them before and after a benchmark level and dividing the
 growth of ``_sum`` by the growth of ``_count`` gives the mean of each stage over exactly that level's
 responses. Servers without these metrics (any other implementation) simply yield no breakdown.
 """
@@ -21,6 +23,7 @@ Snapshot = dict[str, tuple[float, float]]  # stage -> (sum, count)
 STAGE_METRIC = "stepaudio_rt_stage_seconds"
 FIRST_PACKET_METRIC = "stepaudio_rt_first_packet_seconds"
 END_OF_TURN_METRIC = "stepaudio_rt_end_of_turn_score_seconds"
+SPECULATIVE_LEAD_METRIC = "stepaudio_rt_speculative_lead_seconds"
 
 
 def scrape(root_url: str, timeout: float = 5.0) -> Snapshot | None:
@@ -33,11 +36,13 @@ def scrape(root_url: str, timeout: float = 5.0) -> Snapshot | None:
     snap: dict[str, list[float]] = {}
     try:
         for family in text_string_to_metric_families(text):
-            if family.name not in (STAGE_METRIC, FIRST_PACKET_METRIC, END_OF_TURN_METRIC):
+            if family.name not in (STAGE_METRIC, FIRST_PACKET_METRIC, END_OF_TURN_METRIC, SPECULATIVE_LEAD_METRIC):
                 continue
             for sample in family.samples:
                 if family.name == END_OF_TURN_METRIC:
                     stage = f"end_of_turn_{sample.labels.get('verdict', 'unknown')}"
+                elif family.name == SPECULATIVE_LEAD_METRIC:
+                    stage = "speculative_lead"
                 else:
                     stage = sample.labels.get("stage", "server_first_packet")
                 slot = snap.setdefault(stage, [0.0, 0.0])

@@ -85,6 +85,12 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0),
             registry=r,
         )
+        self.speculative_lead = Histogram(
+            "stepaudio_rt_speculative_lead_seconds",
+            "semantic_vad: how long a released speculative response had run when its turn ended",
+            buckets=(0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0),
+            registry=r,
+        )
         self.speculative = Counter(
             "stepaudio_rt_speculative_responses",
             "semantic_vad: responses started at a pause before the verdict, by outcome",

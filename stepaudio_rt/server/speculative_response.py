@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from stepaudio_rt.server import protocol as p
@@ -62,6 +63,7 @@ class SpeculativeResponse:
         self.pause_ms = pause_ms
         self.options = options
         self.epoch = s.scheduler.conversation.epoch  # the conversation it was started from
+        self.started = time.perf_counter()
         self.released = False
         self.cancelled = False
         self.committed = False  # the turn was committed from this speculation's snapshot
@@ -150,7 +152,9 @@ class SpeculativeResponse:
             self.cancel()
             return None
         self.released = True
-        self.session.server.metrics.speculative.labels(outcome="released").inc()
+        metrics = self.session.server.metrics
+        metrics.speculative.labels(outcome="released").inc()
+        metrics.speculative_lead.observe(time.perf_counter() - self.started)  # the head start it gave
         return HeldRun(self)
 
 
