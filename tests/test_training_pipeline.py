@@ -463,3 +463,24 @@ def test_a_recipe_field_added_with_its_default_keeps_the_stages_cached_before_it
     assert _without_new_defaults(current, saved) == saved
     assert _without_new_defaults({**current, "empty_think_share": 0.5}, saved) != saved
     assert _without_new_defaults({"vocab_size": 1024}, {"vocab_size": 1024}) == {"vocab_size": 1024}
+
+
+def test_data_made_by_older_generators_is_not_reused(tmp_path: Path) -> None:
+    """The data stage's cache checks the manifest's data format and mixture weights, not only the seed and
+    sizes: a work directory synthesised before a generator change (older ``FORMAT_VERSION``) is rebuilt."""
+    import json
+
+    from stepaudio_rt.training.config import DemoConfig
+    from stepaudio_rt.training.data.build import FORMAT_VERSION, TASK_WEIGHTS
+    from stepaudio_rt.training.demo import data_is_current
+
+    cfg = DemoConfig.mini()
+    manifest = {"seed": cfg.seed, "n_train": cfg.n_train, "n_eval": cfg.n_eval,
+                "format_version": FORMAT_VERSION, "task_weights": TASK_WEIGHTS}
+    assert not data_is_current(cfg, tmp_path)  # nothing there
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert data_is_current(cfg, tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION - 1}))
+    assert not data_is_current(cfg, tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "task_weights": {**TASK_WEIGHTS, "noise": 0.5}}))
+    assert not data_is_current(cfg, tmp_path)

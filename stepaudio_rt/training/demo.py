@@ -139,14 +139,26 @@ def _stage(name: str) -> None:
     print(f"[train demo] {name}", flush=True)
 
 
+def data_is_current(cfg: DemoConfig, data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds this recipe's data as the code now synthesises it: same seed and sizes,
+    and the manifest's data format and mixture weights are the current ones (a change to the generators
+    bumps ``FORMAT_VERSION``, so an older work directory is rebuilt rather than silently reused)."""
+    from stepaudio_rt.training.data.build import FORMAT_VERSION, TASK_WEIGHTS
+
+    manifest = data_dir / "manifest.json"
+    if not manifest.exists():
+        return False
+    m = json.loads(manifest.read_text())
+    return (m.get("seed"), m.get("n_train"), m.get("n_eval"), m.get("format_version"), m.get("task_weights")) == (
+        cfg.seed, cfg.n_train, cfg.n_eval, FORMAT_VERSION, TASK_WEIGHTS
+    )
+
+
 def _data_stage(cfg: DemoConfig, data_dir: Path, resume: bool) -> None:
     from stepaudio_rt.training.data.build import build_dataset
 
-    manifest = data_dir / "manifest.json"
-    if resume and manifest.exists():
-        m = json.loads(manifest.read_text())
-        if (m.get("seed"), m.get("n_train"), m.get("n_eval")) == (cfg.seed, cfg.n_train, cfg.n_eval):
-            return
+    if resume and data_is_current(cfg, data_dir):
+        return
     build_dataset(cfg.n_train, cfg.n_eval, data_dir, seed=cfg.seed, workers=cfg.data_workers)
 
 
@@ -197,7 +209,8 @@ def train_demo(
     _stage(f"1/8 synthesising {cfg.n_train} + {cfg.n_eval} samples")
     t = time.perf_counter()
     data_dir = work / "data"
-    if not cached("data"):
+    if not (cached("data") and data_is_current(cfg, data_dir)):
+        redone["data"] = True  # also when only the data code changed: every later stage is redone
         _data_stage(cfg, data_dir, resume)
         done("data")
     samples = load_split(data_dir / "train.jsonl")
