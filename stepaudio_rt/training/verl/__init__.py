@@ -10,10 +10,12 @@ of it), so the modules travel with ``pip install`` instead of needing a checkout
 - ``reward``: ``compute_score`` (audio 0.8 x correct + 0.2 x reasoning present, text 1/0), importing only
   the project's verifiers;
 - ``selection``: pass@8 in [3, 6] over sampled rollouts (a pure function plus the cluster CLI);
-- ``ppo_trainer.yaml``: the paper's PPO settings as overrides of verl's ``ppo_trainer`` config.
+- ``mgrd_ppo.yaml``: the paper's PPO settings as overrides of verl's ``ppo_trainer`` config.
 - ``hf_model`` / ``hf_processor``: the HF actor, per-token critic and processor verl's FSDP workers load
-  (registered with transformers' Auto classes by ``registration``, the recipe's ``external_lib``).
+  (registered with transformers' Auto classes by ``registration``, the recipe's ``external_lib``);
+- ``plugin``: the ``verl.plugins`` entry point ``import verl`` loads in every process; it makes verl's
+  ``hf_processor`` return our processor for a Step-Audio checkpoint (verl 0.9.1 knows only its own list).
 
-Nothing here imports verl: the modules run on verl's workers, and the tests check the config against
-verl's own schema.
+Only ``plugin`` imports verl (verl imports it): the other modules run on verl's workers, and the tests
+check the config against verl's own schema.
 """
