@@ -39,16 +39,15 @@ def _16k(pcm: bytes) -> np.ndarray:
 
 
 PAUSE_EVENTS = {"detected": PauseDetected, "started": PauseStarted}
-AT = PauseDetected
 
 
-def first_pause_score(audio: np.ndarray) -> float | None:
+def first_pause_score(audio: np.ndarray, at: type = PauseDetected) -> float | None:
     """Score at the first pause the VAD reports (0.3 s of lead silence, 2 s after)."""
     model = load_smart_turn()
     det = TurnDetector(VadConfig(type="semantic_vad"))
     stream = np.concatenate([np.zeros(4800, np.float32), audio, np.zeros(32000, np.float32)])
     for i in range(0, len(stream), 320):
-        if any(isinstance(e, AT) for e in det.feed(stream[i : i + 320])):
+        if any(isinstance(e, at) for e in det.feed(stream[i : i + 320])):
             end = i + 320
             return round(model.probability(stream[max(0, end - WINDOW_SAMPLES) : end]), 4)
     return None
@@ -59,13 +58,12 @@ def main() -> None:
     ap.add_argument("--at", choices=sorted(PAUSE_EVENTS), default="detected", help="the pause event scored")
     ap.add_argument("--out", type=Path, default=Path("docs/bench/turns_demo_cpu/smart_turn_scores.json"))
     args = ap.parse_args()
-    global AT
-    AT = PAUSE_EVENTS[args.at]
+    at = PAUSE_EVENTS[args.at]
     from tqdm.auto import tqdm
 
     sets: dict[str, list[float | None]] = {}
     sets["hesitation silent (arithmetic, piper)"] = [
-        first_pause_score(_16k(q.pcm)) for q in tqdm(paused_questions(TurnsConfig(paused_turns=24)), desc="silent")]
+        first_pause_score(_16k(q.pcm), at) for q in tqdm(paused_questions(TurnsConfig(paused_turns=24)), desc="silent")]
     finished = [h.text for h in HELD_OUT_HESITATIONS] + list(BUILTIN_QUESTIONS)
     for voice in HELD_OUT_VOICES:
         scores = []
@@ -73,10 +71,10 @@ def main() -> None:
             pause = 0.4 + 0.3 * ((k * 7) % 24) / 23  # spread over 400-700 ms, the same for every voice
             q = (PausedQuestion(h.text, h.after_word, pause) if voice == "piper"
                  else EspeakPausedQuestion(h.text, h.after_word, pause, voice))
-            scores.append(first_pause_score(_16k(q.pcm)))
+            scores.append(first_pause_score(_16k(q.pcm), at))
         sets[f"hesitation held-out ({voice})"] = scores
         sets[f"finished ({voice})"] = [
-            first_pause_score(_16k(speak_piper(t) if voice == "piper" else speak_espeak(t, voice)))
+            first_pause_score(_16k(speak_piper(t) if voice == "piper" else speak_espeak(t, voice)), at)
             for t in tqdm(finished, desc=f"finished {voice}")]
     table = {name: {f">={t}": sum(s is not None and s >= t for s in scores) for t in THRESHOLDS} | {"n": len(scores)}
              for name, scores in sets.items()}

@@ -32,7 +32,7 @@ from stepaudio_rt.clients.piper_speech import PausedQuestion, speak_piper
 from stepaudio_rt.clients.plots import plot_turns
 from stepaudio_rt.clients.questions import BUILTIN_QUESTIONS
 from stepaudio_rt.clients.realtime_client import RealtimeClient, RealtimeError
-from stepaudio_rt.clients.server_metrics import add_growth, scrape
+from stepaudio_rt.clients.server_metrics import add_growth, scrape, stage_means
 from stepaudio_rt.clients.urls import server_root
 
 MODES = ("server_vad", "semantic_vad")
@@ -214,7 +214,7 @@ async def run_turns_bench(cfg: TurnsConfig) -> dict[str, Any]:
         "turns": [asdict(r) for r in results],
     }
     for mode, totals in stage_totals.items():
-        means = {k: {"mean_s": round(t / n, 4), "count": int(n)} for k, (t, n) in sorted(totals.items()) if n > 0}
+        means = stage_means({}, {stage: (t, n) for stage, (t, n) in totals.items()})
         if means and mode in doc["summary"]:
             doc["summary"][mode]["server_stages"] = means
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

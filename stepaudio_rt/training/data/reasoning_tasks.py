@@ -239,16 +239,8 @@ def gen_speaker_compare(rng: np.random.Generator, split: tk.Split, cot: bool) ->
                 voice = tk._pick_voice(rng, split)
                 x_i, m_i = _rate_part(rng, texts[i], voice, fast=i == winner)
                 values.append(ac.speech_rate_sps(x_i, texts[i]))
-            elif i == winner:
-                voice = tk._pick_voice(rng, split, tk._female, piper=False)
-                x_i, m_i = tk._speak(rng, texts[i], voice, pitch=(65, 99))
-            elif low_female:  # timbre must not tell the answer (see tasks.LOW_FEMALE_SHARE)
-                voice = tk._pick_voice(rng, split, tk._female, piper=False)
-                x_i, m_i = tk._speak(rng, texts[i], voice, pitch=(0, 10))
-            else:
-                voice = tk._pick_voice(rng, split, tk._not_female)
-                x_i, m_i = tk._speak(rng, texts[i], voice, pitch=(0, 40))
-            if aspect == "higher":
+            else:  # timbre must not tell the answer (see tasks.LOW_FEMALE_SHARE)
+                x_i, m_i = tk._speak_pitched(rng, texts[i], split, high=i == winner, low_female=low_female)
                 values.append(ac.median_f0_hz(x_i))
             parts.append(x_i)
             metas.append(m_i)

@@ -431,6 +431,18 @@ def _not_female(v: synth.Voice) -> bool:
 LOW_FEMALE_SHARE = 0.4
 
 
+def _speak_pitched(
+    rng: np.random.Generator, text: str, split: Split, high: bool, low_female: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``text`` in a high voice (a female variant at raised pitch) or a low one: a female variant at its
+    lowest pitch when ``low_female``, else a male/neutral variant at lowered pitch."""
+    if high:
+        return _speak(rng, text, _pick_voice(rng, split, _female, piper=False), pitch=(65, 99))
+    if low_female:
+        return _speak(rng, text, _pick_voice(rng, split, _female, piper=False), pitch=(0, 10))
+    return _speak(rng, text, _pick_voice(rng, split, _not_female), pitch=(0, 40))
+
+
 def gen_voice_pitch(rng: np.random.Generator, split: Split, cot: bool) -> Sample:
     """High voices: female variants at raised pitch; low: male/neutral variants at lowered pitch, and
     female variants at their lowest (``LOW_FEMALE_SHARE``), so that only F0 tells the two apart."""
@@ -439,15 +451,7 @@ def gen_voice_pitch(rng: np.random.Generator, split: Split, cot: bool) -> Sample
     x, meta, f0 = np.zeros(1, np.float32), {}, float("nan")
     for attempt in range(1, MAX_ATTEMPTS + 1):
         text = _sentence(rng)
-        if high:
-            voice = _pick_voice(rng, split, _female, piper=False)
-            x, meta = _speak(rng, text, voice, pitch=(65, 99))
-        elif low_female:
-            voice = _pick_voice(rng, split, _female, piper=False)
-            x, meta = _speak(rng, text, voice, pitch=(0, 10))
-        else:
-            voice = _pick_voice(rng, split, _not_female)
-            x, meta = _speak(rng, text, voice, pitch=(0, 40))
+        x, meta = _speak_pitched(rng, text, split, high, low_female)
         x = _level_and_noise(rng, x, meta, noise_prob=0.0)
         f0 = ac.median_f0_hz(x)
         meta["attempts"] = attempt
