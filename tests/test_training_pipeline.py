@@ -161,6 +161,27 @@ def test_audio_alignment_loss_rewards_frames_that_look_like_the_spoken_words() -
     assert model.adapter.linear2.weight.grad is not None and model.adapter.linear2.weight.grad.abs().sum() > 0
 
 
+def test_audio_alignment_over_leading_dims_leaves_the_other_dims_free() -> None:
+    torch.manual_seed(0)
+    model = StepAudio2ForCausalLM(tiny_config())
+    hidden = model.config.text.hidden_size
+    dims = hidden // 2
+    table = model.model.embed_tokens.weight.detach()
+    blank, words = 3, torch.tensor([10, 11])
+    frames = table[torch.tensor([blank, 10, blank, 11, blank])].clone()
+    # what the alignment ignores: a large "how it sounds" component in the free dimensions
+    frames[:, dims:] += 5.0 * torch.randn(5, hidden - dims)
+    frames.requires_grad_(True)
+    batch = Batch(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.long), None, [], 0, [5], [words])
+    loss_sub = audio_alignment_loss(model, frames, batch, blank, dims=dims)
+    loss_all = audio_alignment_loss(model, frames, batch, blank)
+    assert loss_sub is not None and loss_all is not None
+    assert loss_sub.item() < 0.1 < loss_all.item(), (loss_sub.item(), loss_all.item())
+    loss_sub.backward()
+    assert frames.grad is not None
+    assert frames.grad[:, dims:].abs().sum() == 0 and frames.grad[:, :dims].abs().sum() > 0
+
+
 def test_a_non_finite_loss_stops_sft_before_the_weights_are_touched(tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = tiny_config(audio_state=32)

@@ -325,3 +325,17 @@ def test_retuning_a_later_stage_keeps_the_earlier_stages_cached() -> None:
     assert _stage_key("distill_1", base) != _stage_key("distill_1", later)
     assert _stage_key("distill_2", base) == _stage_key("distill_2", DemoConfig(ti_steps=3).to_dict())
     assert _stage_key("think_incomplete", base) != _stage_key("think_incomplete", DemoConfig(ti_steps=3).to_dict())
+
+
+def test_a_new_recipe_field_redoes_cached_stages_only_when_it_changes_what_they_trained() -> None:
+    """A key file written before a field existed stands for the field's legacy value (the behaviour before
+    it): the alignment over part of the hidden size is a new field whose new value must redo the cold start."""
+    from stepaudio_rt.training.config import DemoConfig
+    from stepaudio_rt.training.demo import LEGACY_VALUES, _stage_key, _without_new_defaults
+
+    new = DemoConfig(audio_align_dims=192).to_dict()
+    old = {k: v for k, v in new.items() if k != "audio_align_dims"}  # a v3 run's sft.key.json
+    assert LEGACY_VALUES["audio_align_dims"] == 0
+    assert _stage_key("sft", old) != _stage_key("sft", _without_new_defaults(new, old))
+    legacy = DemoConfig(audio_align_dims=0).to_dict()
+    assert _stage_key("sft", old) == _stage_key("sft", _without_new_defaults(legacy, old))

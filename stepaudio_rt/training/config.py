@@ -112,6 +112,11 @@ class DemoConfig:
     # numbers the way it copies written ones (operand digits heard 28% after 1,250 steps, against chance
     # at that point without it and 32% after a whole run)
     audio_align_weight: float = 0.5
+    # hidden dimensions the alignment compares (0: all); the rest stay free for how the speech sounds
+    audio_align_dims: int = 0
+    # training-only linear head on each chunk's mean adaptor frame that predicts the clip's measured F0,
+    # level, SNR and rate (training.acoustic_probe): keeps how the speech sounds in the adaptor's output
+    acoustic_weight: float = 0.0
     # --- demo model v2 (issue 12): targets, conversations, MGRD self-distillation, think-incomplete SFT
     # share of the reasoning examples trained with the empty think block (training.targets explains 0.25)
     empty_think_share: float = 0.25
@@ -217,7 +222,15 @@ class DemoConfig:
             raise ValueError(f"text_model_claim_share must be in [0, 1), got {self.text_model_claim_share}")
         if not 0.0 <= self.empty_think_share <= 1.0:
             raise ValueError(f"empty_think_share must be in [0, 1], got {self.empty_think_share}")
-        for name in ("n_dialogs", "sd_iterations", "sd_steps", "sd_eval_n", "ti_steps", "ti_examples", "sd_replay"):
+        for name in (
+            "n_dialogs",
+            "sd_iterations",
+            "sd_steps",
+            "sd_eval_n",
+            "ti_steps",
+            "ti_examples",
+            "sd_replay",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("sd_questions", "sd_k", "sd_max_tokens"):

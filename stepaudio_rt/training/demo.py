@@ -44,6 +44,7 @@ from stepaudio_rt.model.prompt import (
     system_block,
 )
 from stepaudio_rt.model.tokenizer import THINK_TOKENS, StepAudioTokenizer
+from stepaudio_rt.training.acoustic_probe import acoustic_targets
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
 from stepaudio_rt.training.plots import plot_distill_iterations, plot_loss_curve
 from stepaudio_rt.training.sft import (
@@ -67,7 +68,9 @@ DEFAULT_WORK_DIR = Path("runs/demo")
 def train_demo_tokenizer(texts: Iterable[str], vocab_size: int) -> StepAudioTokenizer:
     """Byte-level BPE with the special tokens first, ``<think>``/``</think>`` as normal added tokens, and
     each digit its own pre-token (like ``model.bpe.train_bpe_tokenizer`` plus Qwen2's digit split)."""
-    hf = train_bpe_tokenizer(texts, vocab_size=vocab_size - len(THINK_TOKENS), min_frequency=2, split_digits=True)
+    hf = train_bpe_tokenizer(
+        texts, vocab_size=vocab_size - len(THINK_TOKENS), min_frequency=2, split_digits=True
+    )
     return StepAudioTokenizer(hf)
 
 
@@ -149,9 +152,13 @@ def data_is_current(cfg: DemoConfig, data_dir: Path) -> bool:
     if not manifest.exists():
         return False
     m = json.loads(manifest.read_text())
-    return (m.get("seed"), m.get("n_train"), m.get("n_eval"), m.get("format_version"), m.get("task_weights")) == (
-        cfg.seed, cfg.n_train, cfg.n_eval, FORMAT_VERSION, TASK_WEIGHTS
-    )
+    return (
+        m.get("seed"),
+        m.get("n_train"),
+        m.get("n_eval"),
+        m.get("format_version"),
+        m.get("task_weights"),
+    ) == (cfg.seed, cfg.n_train, cfg.n_eval, FORMAT_VERSION, TASK_WEIGHTS)
 
 
 def _data_stage(cfg: DemoConfig, data_dir: Path, resume: bool) -> None:
@@ -244,6 +251,7 @@ def train_demo(
         done("features")
     if len(per_clip) != len(samples):
         raise ValueError(f"{chunks_path} has {len(per_clip)} clips for {len(samples)} samples; delete it")
+    store.acoustic = acoustic_targets(samples, per_clip, len(store.tokens))  # for cfg.acoustic_weight
     from stepaudio_rt.training import stages
 
     examples: list[SftExample] = stages.cold_start_examples(samples, per_clip, store, tokenizer, cfg)
@@ -329,7 +337,9 @@ def train_demo(
             shutil.rmtree(run_dir, ignore_errors=True)
         done("think_incomplete")
         ti_examples = stages.think_incomplete_examples(samples, per_clip, store, tokenizer, cfg)
-        ti_info = stages.think_incomplete_stage(model, tokenizer, ti_examples, examples, store, cfg, run_dir, progress)
+        ti_info = stages.think_incomplete_stage(
+            model, tokenizer, ti_examples, examples, store, cfg, run_dir, progress
+        )
         timings["think_incomplete_s"] = time.perf_counter() - t
         peak_gb["think_incomplete"] = _peak_rss_gb()
 
@@ -339,11 +349,15 @@ def train_demo(
     if records:
         plot_loss_curve(records, out / "training_loss.png")
     # the later stages' curves stay in the work directory, next to their metrics
-    for log_path in [*(work / f"distill_{i}" / "sft" / "loss.jsonl" for i in range(1, len(distill) + 1)),
-                     work / "think_incomplete" / "loss.jsonl"]:
+    for log_path in [
+        *(work / f"distill_{i}" / "sft" / "loss.jsonl" for i in range(1, len(distill) + 1)),
+        work / "think_incomplete" / "loss.jsonl",
+    ]:
         stage_records = load_loss_log(log_path)
         if stage_records:
-            plot_loss_curve(stage_records, log_path.with_name("loss.png"), title=f"{log_path.parent.name} loss")
+            plot_loss_curve(
+                stage_records, log_path.with_name("loss.png"), title=f"{log_path.parent.name} loss"
+            )
     if distill:
         plot_distill_iterations(distill, work / "self_distillation.png")
     timings["total_s"] = time.perf_counter() - t_start
@@ -379,13 +393,21 @@ def _stage_key(stage: str, key: Any) -> Any:
     return {k: v for k, v in key.items() if not k.startswith(prefixes)}
 
 
+# Recipe fields added after runs were cached, with the value that older runs trained with (the behaviour
+# before the field existed). A key file without such a field matches only a recipe that still holds that
+# value; so a field whose default changes the training (audio_align_dims) redoes the stage.
+LEGACY_VALUES: dict[str, Any] = {"text_model_claim_share": 0.0, "audio_align_dims": 0, "acoustic_weight": 0.0}
+
+
 def _without_new_defaults(key: Any, saved: Any) -> Any:
-    """``key`` without the recipe fields that ``saved`` predates and that still hold their default: adding
-    a field to ``DemoConfig`` (off by default) must not redo the stages cached before it existed."""
+    """``key`` without the recipe fields that ``saved`` predates and that still hold the value older runs
+    had (``LEGACY_VALUES``; else the current default): adding a field to ``DemoConfig`` that is off by
+    default must not redo the stages cached before it existed."""
     if not isinstance(key, dict) or not isinstance(saved, dict):
         return key
     defaults = DemoConfig().to_dict()
-    return {k: v for k, v in key.items() if k in saved or k not in defaults or v != defaults[k]}
+    legacy = {k: LEGACY_VALUES.get(k, v) for k, v in defaults.items()}
+    return {k: v for k, v in key.items() if k in saved or k not in legacy or v != legacy[k]}
 
 
 def _peak_rss_gb() -> float:

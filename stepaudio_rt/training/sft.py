@@ -45,6 +45,7 @@ from stepaudio_rt.model.audio_frontend import (
 from stepaudio_rt.model.modeling import AudioEncoder, StepAudio2ForCausalLM
 from stepaudio_rt.model.prompt import END_OF_TURN, GENERATION_PREFIX, USER_PREFIX, system_block
 from stepaudio_rt.model.tokenizer import EOT, StepAudioTokenizer
+from stepaudio_rt.training.acoustic_probe import FIT_CHUNKS, acoustic_probe_loss, fit_head, pooled_frames
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,9 @@ class FeatureStore:
     feats: np.ndarray  # float16 [frames, D]
     offsets: np.ndarray  # int64 [n_chunks + 1]
     tokens: np.ndarray  # int32 [n_chunks]
+    # per chunk, its clip's measured acoustic values (acoustic_probe.acoustic_targets); set by the caller
+    # from the samples, not saved with the features
+    acoustic: np.ndarray | None = None
 
     def chunk(self, i: int) -> np.ndarray:
         return self.feats[self.offsets[i] : self.offsets[i + 1]]
@@ -219,6 +223,7 @@ class Batch:
     n_target_tokens: int
     clip_tokens: list[int] = field(default_factory=list)  # audio tokens per example, in batch order
     spoken: list[torch.Tensor | None] = field(default_factory=list)  # per example, alignment targets
+    acoustic: torch.Tensor | None = None  # [n_chunks, K] measured values per chunk (NaN: none)
 
 
 def collate(examples: Sequence[SftExample], store: FeatureStore | None, pad_id: int) -> Batch:
@@ -251,8 +256,13 @@ def collate(examples: Sequence[SftExample], store: FeatureStore | None, pad_id: 
     n_target = int((labels != IGNORE_INDEX).sum())
     per_chunk = iter(tokens)  # chunk token counts in batch order: each example's chunks are consecutive
     clip_tokens = [sum(itertools.islice(per_chunk, len(e.chunks))) for e in examples]
-    spoken = [torch.from_numpy(e.spoken) if e.spoken is not None and len(e.spoken) else None for e in examples]
-    return Batch(ids, labels, feats, tokens, n_target, clip_tokens, spoken)
+    spoken = [
+        torch.from_numpy(e.spoken) if e.spoken is not None and len(e.spoken) else None for e in examples
+    ]
+    acoustic = None
+    if chunk_ids and store is not None and store.acoustic is not None:
+        acoustic = torch.from_numpy(store.acoustic[chunk_ids])
+    return Batch(ids, labels, feats, tokens, n_target, clip_tokens, spoken, acoustic)
 
 
 def batch_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -315,7 +325,8 @@ def curriculum_phases(tasks: Sequence[str], cfg: DemoConfig) -> list[tuple[int, 
     """The phases before the full mixture: each ``cfg.first_phase_leads`` task alone for its steps, then
     the perception tasks (:func:`first_phase_subset`) for the rest of ``cfg.first_phase_steps``."""
     phases = [
-        (steps, [i for i, t in enumerate(tasks) if t == task]) for task, steps in cfg.first_phase_leads.items()
+        (steps, [i for i, t in enumerate(tasks) if t == task])
+        for task, steps in cfg.first_phase_leads.items()
     ]
     lead_steps = sum(cfg.first_phase_leads.values())
     perception = first_phase_subset(tasks, cfg.first_phase_tasks, cfg.first_phase_repeats)
@@ -328,10 +339,18 @@ def curriculum_phases(tasks: Sequence[str], cfg: DemoConfig) -> list[tuple[int, 
 
 def audio_embeddings(model: StepAudio2ForCausalLM, batch: Batch) -> torch.Tensor | None:
     """Adaptor outputs of every chunk, concatenated in prompt order: [sum(tokens), hidden]."""
+    adapted = _adapted_chunks(model, batch)
+    return None if adapted is None else adapted[0]
+
+
+def _adapted_chunks(model: StepAudio2ForCausalLM, batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(:func:`audio_embeddings`, each chunk's mean adaptor frame [n_chunks, hidden]) from one adaptor pass."""
     if batch.chunk_feats is None:
         return None
     out = model.adapter(batch.chunk_feats)
-    return torch.cat([out[k, :n] for k, n in enumerate(batch.chunk_tokens)])
+    return torch.cat([out[k, :n] for k, n in enumerate(batch.chunk_tokens)]), pooled_frames(
+        out, batch.chunk_tokens
+    )
 
 
 def audio_scale_penalty(model: StepAudio2ForCausalLM, audio_embeds: torch.Tensor) -> torch.Tensor:
@@ -353,7 +372,7 @@ ALIGN_LOGIT_SCALE = 16.0  # cosine similarities in [-1, 1] -> logits sharp enoug
 
 
 def audio_alignment_loss(
-    model: StepAudio2ForCausalLM, audio_embeds: torch.Tensor, batch: Batch, blank_id: int
+    model: StepAudio2ForCausalLM, audio_embeds: torch.Tensor, batch: Batch, blank_id: int, dims: int = 0
 ) -> torch.Tensor | None:
     """CTC loss of each speech clip's adaptor frames against the tokens spoken in it, where a frame's
     score for a token is its cosine similarity to that token's (detached) text embedding and the
@@ -364,14 +383,24 @@ def audio_alignment_loss(
     audio frames says "thirty" and which "five". This loss makes the frames where a word is spoken look
     like that word's embedding, so reading a spoken number becomes the copy it already does from text.
     The frames are the model's own input embeddings; the loss adds no weights to the checkpoint.
+
+    ``dims`` > 0 compares only the first ``dims`` hidden dimensions (frames and embeddings alike) and leaves
+    the rest of each frame free. Why: over all dimensions the loss drives every frame's direction onto a
+    word (or blank) embedding, and the frames then carry what was said and nothing of how: a linear probe
+    reads held-out voices high or low 160/160 from the frozen encoder's output but 105/160 from the
+    adaptor's after the cold start (``scripts/pitch_feature_probe.py``), and the model calls every voice
+    high. The free dimensions are where pitch, loudness and timbre can stay.
     """
     rows = [k for k, t in enumerate(batch.spoken) if t is not None]
     if not rows:
         return None
     starts = np.concatenate([[0], np.cumsum(batch.clip_tokens)])
     frames = [audio_embeds[int(starts[k]) : int(starts[k + 1])] for k in rows]
-    table = nn.functional.normalize(model.model.embed_tokens.weight.detach().float(), dim=-1)
+    table = model.model.embed_tokens.weight.detach().float()
     padded = nn.utils.rnn.pad_sequence(frames, batch_first=False)  # [T, N, H]
+    if dims > 0:
+        table, padded = table[:, :dims], padded[..., :dims]
+    table = nn.functional.normalize(table, dim=-1)
     logits = ALIGN_LOGIT_SCALE * nn.functional.normalize(padded.float(), dim=-1) @ table.T
     targets = [batch.spoken[k] for k in rows]
     return nn.functional.ctc_loss(
@@ -391,14 +420,17 @@ def sft_loss(
     audio_patch_id: int,
     audio_scale_weight: float = 0.0,
     audio_align_weight: float = 0.0,
+    audio_align_dims: int = 0,
+    acoustic_head: nn.Linear | None = None,
+    acoustic_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to minimise, cross-entropy alone): token cross-entropy on the targets plus
     ``audio_scale_weight`` times :func:`audio_scale_penalty` plus ``audio_align_weight`` times
-    :func:`audio_alignment_loss`."""
-    embeds = audio_embeddings(model, batch)
-    _, ce = model(
-        batch.input_ids, None, embeds, audio_patch_id if embeds is not None else None, batch.labels
-    )
+    :func:`audio_alignment_loss` (over the first ``audio_align_dims`` hidden dimensions; 0: all) plus
+    ``acoustic_weight`` times ``acoustic_probe.acoustic_probe_loss`` (with ``acoustic_head``)."""
+    adapted = _adapted_chunks(model, batch)
+    embeds, pooled = adapted if adapted is not None else (None, None)
+    _, ce = model(batch.input_ids, None, embeds, audio_patch_id if embeds is not None else None, batch.labels)
     assert ce is not None
     total = ce
     if embeds is None:
@@ -406,14 +438,23 @@ def sft_loss(
     if audio_scale_weight > 0:
         total = total + audio_scale_weight * audio_scale_penalty(model, embeds)
     if audio_align_weight > 0:
-        align = audio_alignment_loss(model, embeds, batch, audio_patch_id)
+        align = audio_alignment_loss(model, embeds, batch, audio_patch_id, audio_align_dims)
         if align is not None:
             total = total + audio_align_weight * align
+    if acoustic_head is not None and acoustic_weight > 0 and batch.acoustic is not None:
+        probe = acoustic_probe_loss(acoustic_head, pooled, batch.acoustic)
+        if probe is not None:
+            total = total + acoustic_weight * probe
     return total, ce
 
 
 def lr_lambda(
-    step: int, warmup: int, total: int, min_ratio: float, first_phase_steps: int = 0, first_phase_scale: float = 1.0
+    step: int,
+    warmup: int,
+    total: int,
+    min_ratio: float,
+    first_phase_steps: int = 0,
+    first_phase_scale: float = 1.0,
 ) -> float:
     """Linear warmup, then cosine decay to ``min_ratio`` of the peak; the first ``first_phase_steps``
     (the perception-only curriculum) run at ``first_phase_scale`` times that."""
@@ -424,9 +465,9 @@ def lr_lambda(
     return scale * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(model: nn.Module, cfg: DemoConfig) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, cfg: DemoConfig, head: nn.Module | None = None) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; no weight decay on norms, biases and embeddings; the adaptor's
-    learning rate scaled by ``cfg.adapter_lr_scale``."""
+    learning rate scaled by ``cfg.adapter_lr_scale``, and so is the training-only acoustic ``head``'s."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -441,6 +482,10 @@ def make_optimizer(model: nn.Module, cfg: DemoConfig) -> torch.optim.AdamW:
         }
         for (decays, adapter), params in sorted(groups.items())
     ]
+    if head is not None:
+        param_groups.append(
+            {"params": list(head.parameters()), "weight_decay": 0.0, "lr": cfg.lr * cfg.adapter_lr_scale}
+        )
     return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
 
 
@@ -476,7 +521,8 @@ def train_sft(
     model.adapter.train()
     model.model.train()
     model.lm_head.train()
-    opt = make_optimizer(model, cfg)
+    head = _acoustic_head(model, examples, store, cfg)
+    opt = make_optimizer(model, cfg, head)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: lr_lambda(
@@ -490,13 +536,22 @@ def train_sft(
         missing = model.load_state_dict(trainable, strict=False)
         if missing.unexpected_keys:
             raise ValueError(f"{state_path}: unexpected keys {missing.unexpected_keys[:3]}")
+        if head is not None:
+            if "acoustic_head" not in state:
+                raise ValueError(
+                    f"{state_path} was saved without the acoustic head this recipe trains; delete it"
+                )
+            head.load_state_dict(state["acoustic_head"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         start = int(state["step"])
         log.info("resuming SFT at step %d from %s", start, state_path)
-    elif log_path.exists():
-        log_path.unlink()
+    else:
+        if head is not None:
+            _fit_acoustic_head(head, model, examples, store, cfg.seed)
+        if log_path.exists():
+            log_path.unlink()
     if start >= cfg.steps:
         return TrainResult(start, float("nan"), 0.0, log_path)
 
@@ -518,7 +573,16 @@ def train_sft(
             # alignment starts with the mixed phase: on from step 0 it held voice pitch at 35-65% after the
             # 750 perception steps that otherwise reach 94% (measured on the cached demo features)
             align = cfg.audio_align_weight if step >= cfg.first_phase_steps else 0.0
-            loss, ce = sft_loss(model, batch, patch_id, cfg.audio_scale_weight, align)
+            loss, ce = sft_loss(
+                model,
+                batch,
+                patch_id,
+                cfg.audio_scale_weight,
+                align,
+                cfg.audio_align_dims,
+                head,
+                cfg.acoustic_weight,
+            )
             loss_value, total_value = float(ce.detach()), float(loss.detach())
             if not math.isfinite(total_value):  # checked before the step: the weights stay finite
                 raise FloatingPointError(
@@ -529,7 +593,9 @@ def train_sft(
             loss.backward()
             grad_norm = float(
                 torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad], cfg.grad_clip
+                    [p for p in model.parameters() if p.requires_grad]
+                    + ([] if head is None else list(head.parameters())),
+                    cfg.grad_clip,
                 )
             )
             opt.step()
@@ -557,9 +623,50 @@ def train_sft(
                 if on_log is not None:
                     on_log(rec)
             if done % cfg.save_every == 0 or done == cfg.steps:
-                _save_state(state_path, model, opt, sched, done)
+                _save_state(state_path, model, opt, sched, done, head)
     bar.close()
     return TrainResult(cfg.steps, loss_value, time.perf_counter() - t0, log_path)
+
+
+def _acoustic_head(
+    model: StepAudio2ForCausalLM, examples: Sequence[SftExample], store: FeatureStore | None, cfg: DemoConfig
+) -> nn.Linear | None:
+    """The training-only head of ``acoustic_probe`` when the recipe weights it and the store has targets."""
+    if cfg.acoustic_weight <= 0 or store is None or store.acoustic is None:
+        return None
+    if not any(e.chunks for e in examples):
+        return None
+    return nn.Linear(model.config.text.hidden_size, store.acoustic.shape[1])
+
+
+@torch.no_grad()
+def _fit_acoustic_head(
+    head: nn.Linear,
+    model: StepAudio2ForCausalLM,
+    examples: Sequence[SftExample],
+    store: FeatureStore,
+    seed: int,
+) -> None:
+    """Fit the head to the adaptor as it is now (``acoustic_probe.fit_head``) on up to ``FIT_CHUNKS``
+    chunks of the stage's examples, so its first gradients already point somewhere sensible."""
+    assert store.acoustic is not None
+    ids = sorted({c for e in examples for c in e.chunks if not np.isnan(store.acoustic[c]).all()})
+    if not ids:
+        return
+    rng = np.random.default_rng([seed, 0xAC0])
+    ids = [int(i) for i in rng.choice(ids, size=min(FIT_CHUNKS, len(ids)), replace=False)]
+    was_training = model.adapter.training
+    model.adapter.eval()
+    pooled = []
+    for s in range(0, len(ids), 64):
+        group = ids[s : s + 64]
+        parts = [store.chunk(i) for i in group]
+        feats = torch.zeros(len(parts), max(p.shape[0] for p in parts), store.feats.shape[1])
+        for k, p in enumerate(parts):
+            feats[k, : p.shape[0]] = torch.from_numpy(p.astype(np.float32))
+        pooled.append(pooled_frames(model.adapter(feats), [int(store.tokens[i]) for i in group]))
+    model.adapter.train(was_training)
+    fit_head(head, torch.cat(pooled), torch.from_numpy(store.acoustic[ids]))
 
 
 def _save_state(
@@ -568,21 +675,22 @@ def _save_state(
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     step: int,
+    head: nn.Module | None = None,
 ) -> None:
-    """Atomic training state: trainable weights (the frozen encoder is rebuilt from Whisper), optimiser,
-    schedule, RNG and step."""
+    """Atomic training state: trainable weights (the frozen encoder is rebuilt from Whisper), the acoustic
+    head if any, optimiser, schedule, RNG and step."""
     trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": trainable,
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "step": step,
-        },
-        tmp,
-    )
+    state = {
+        "model": trainable,
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "step": step,
+    }
+    if head is not None:
+        state["acoustic_head"] = head.state_dict()
+    torch.save(state, tmp)
     os.replace(tmp, path)
 
 
