@@ -222,15 +222,7 @@ class DemoConfig:
             raise ValueError(f"text_model_claim_share must be in [0, 1), got {self.text_model_claim_share}")
         if not 0.0 <= self.empty_think_share <= 1.0:
             raise ValueError(f"empty_think_share must be in [0, 1], got {self.empty_think_share}")
-        for name in (
-            "n_dialogs",
-            "sd_iterations",
-            "sd_steps",
-            "sd_eval_n",
-            "ti_steps",
-            "ti_examples",
-            "sd_replay",
-        ):
+        for name in ("n_dialogs", "sd_iterations", "sd_steps", "sd_eval_n", "ti_steps", "ti_examples", "sd_replay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("sd_questions", "sd_k", "sd_max_tokens"):

@@ -68,9 +68,7 @@ DEFAULT_WORK_DIR = Path("runs/demo")
 def train_demo_tokenizer(texts: Iterable[str], vocab_size: int) -> StepAudioTokenizer:
     """Byte-level BPE with the special tokens first, ``<think>``/``</think>`` as normal added tokens, and
     each digit its own pre-token (like ``model.bpe.train_bpe_tokenizer`` plus Qwen2's digit split)."""
-    hf = train_bpe_tokenizer(
-        texts, vocab_size=vocab_size - len(THINK_TOKENS), min_frequency=2, split_digits=True
-    )
+    hf = train_bpe_tokenizer(texts, vocab_size=vocab_size - len(THINK_TOKENS), min_frequency=2, split_digits=True)
     return StepAudioTokenizer(hf)
 
 
@@ -152,13 +150,9 @@ def data_is_current(cfg: DemoConfig, data_dir: Path) -> bool:
     if not manifest.exists():
         return False
     m = json.loads(manifest.read_text())
-    return (
-        m.get("seed"),
-        m.get("n_train"),
-        m.get("n_eval"),
-        m.get("format_version"),
-        m.get("task_weights"),
-    ) == (cfg.seed, cfg.n_train, cfg.n_eval, FORMAT_VERSION, TASK_WEIGHTS)
+    return (m.get("seed"), m.get("n_train"), m.get("n_eval"), m.get("format_version"), m.get("task_weights")) == (
+        cfg.seed, cfg.n_train, cfg.n_eval, FORMAT_VERSION, TASK_WEIGHTS
+    )
 
 
 def _data_stage(cfg: DemoConfig, data_dir: Path, resume: bool) -> None:
@@ -337,9 +331,7 @@ def train_demo(
             shutil.rmtree(run_dir, ignore_errors=True)
         done("think_incomplete")
         ti_examples = stages.think_incomplete_examples(samples, per_clip, store, tokenizer, cfg)
-        ti_info = stages.think_incomplete_stage(
-            model, tokenizer, ti_examples, examples, store, cfg, run_dir, progress
-        )
+        ti_info = stages.think_incomplete_stage(model, tokenizer, ti_examples, examples, store, cfg, run_dir, progress)
         timings["think_incomplete_s"] = time.perf_counter() - t
         peak_gb["think_incomplete"] = _peak_rss_gb()
 
@@ -349,15 +341,11 @@ def train_demo(
     if records:
         plot_loss_curve(records, out / "training_loss.png")
     # the later stages' curves stay in the work directory, next to their metrics
-    for log_path in [
-        *(work / f"distill_{i}" / "sft" / "loss.jsonl" for i in range(1, len(distill) + 1)),
-        work / "think_incomplete" / "loss.jsonl",
-    ]:
+    for log_path in [*(work / f"distill_{i}" / "sft" / "loss.jsonl" for i in range(1, len(distill) + 1)),
+                     work / "think_incomplete" / "loss.jsonl"]:
         stage_records = load_loss_log(log_path)
         if stage_records:
-            plot_loss_curve(
-                stage_records, log_path.with_name("loss.png"), title=f"{log_path.parent.name} loss"
-            )
+            plot_loss_curve(stage_records, log_path.with_name("loss.png"), title=f"{log_path.parent.name} loss")
     if distill:
         plot_distill_iterations(distill, work / "self_distillation.png")
     timings["total_s"] = time.perf_counter() - t_start

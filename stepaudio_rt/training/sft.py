@@ -256,9 +256,7 @@ def collate(examples: Sequence[SftExample], store: FeatureStore | None, pad_id: 
     n_target = int((labels != IGNORE_INDEX).sum())
     per_chunk = iter(tokens)  # chunk token counts in batch order: each example's chunks are consecutive
     clip_tokens = [sum(itertools.islice(per_chunk, len(e.chunks))) for e in examples]
-    spoken = [
-        torch.from_numpy(e.spoken) if e.spoken is not None and len(e.spoken) else None for e in examples
-    ]
+    spoken = [torch.from_numpy(e.spoken) if e.spoken is not None and len(e.spoken) else None for e in examples]
     acoustic = None
     if chunk_ids and store is not None and store.acoustic is not None:
         acoustic = torch.from_numpy(store.acoustic[chunk_ids])
@@ -325,8 +323,7 @@ def curriculum_phases(tasks: Sequence[str], cfg: DemoConfig) -> list[tuple[int, 
     """The phases before the full mixture: each ``cfg.first_phase_leads`` task alone for its steps, then
     the perception tasks (:func:`first_phase_subset`) for the rest of ``cfg.first_phase_steps``."""
     phases = [
-        (steps, [i for i, t in enumerate(tasks) if t == task])
-        for task, steps in cfg.first_phase_leads.items()
+        (steps, [i for i, t in enumerate(tasks) if t == task]) for task, steps in cfg.first_phase_leads.items()
     ]
     lead_steps = sum(cfg.first_phase_leads.values())
     perception = first_phase_subset(tasks, cfg.first_phase_tasks, cfg.first_phase_repeats)
@@ -348,9 +345,7 @@ def _adapted_chunks(model: StepAudio2ForCausalLM, batch: Batch) -> tuple[torch.T
     if batch.chunk_feats is None:
         return None
     out = model.adapter(batch.chunk_feats)
-    return torch.cat([out[k, :n] for k, n in enumerate(batch.chunk_tokens)]), pooled_frames(
-        out, batch.chunk_tokens
-    )
+    return torch.cat([out[k, :n] for k, n in enumerate(batch.chunk_tokens)]), pooled_frames(out, batch.chunk_tokens)
 
 
 def audio_scale_penalty(model: StepAudio2ForCausalLM, audio_embeds: torch.Tensor) -> torch.Tensor:
@@ -430,7 +425,9 @@ def sft_loss(
     ``acoustic_weight`` times ``acoustic_probe.acoustic_probe_loss`` (with ``acoustic_head``)."""
     adapted = _adapted_chunks(model, batch)
     embeds, pooled = adapted if adapted is not None else (None, None)
-    _, ce = model(batch.input_ids, None, embeds, audio_patch_id if embeds is not None else None, batch.labels)
+    _, ce = model(
+        batch.input_ids, None, embeds, audio_patch_id if embeds is not None else None, batch.labels
+    )
     assert ce is not None
     total = ce
     if embeds is None:
@@ -449,12 +446,7 @@ def sft_loss(
 
 
 def lr_lambda(
-    step: int,
-    warmup: int,
-    total: int,
-    min_ratio: float,
-    first_phase_steps: int = 0,
-    first_phase_scale: float = 1.0,
+    step: int, warmup: int, total: int, min_ratio: float, first_phase_steps: int = 0, first_phase_scale: float = 1.0
 ) -> float:
     """Linear warmup, then cosine decay to ``min_ratio`` of the peak; the first ``first_phase_steps``
     (the perception-only curriculum) run at ``first_phase_scale`` times that."""
@@ -483,9 +475,7 @@ def make_optimizer(model: nn.Module, cfg: DemoConfig, head: nn.Module | None = N
         for (decays, adapter), params in sorted(groups.items())
     ]
     if head is not None:
-        param_groups.append(
-            {"params": list(head.parameters()), "weight_decay": 0.0, "lr": cfg.lr * cfg.adapter_lr_scale}
-        )
+        param_groups.append({"params": list(head.parameters()), "weight_decay": 0.0, "lr": cfg.lr * cfg.adapter_lr_scale})
     return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
 
 
@@ -538,9 +528,7 @@ def train_sft(
             raise ValueError(f"{state_path}: unexpected keys {missing.unexpected_keys[:3]}")
         if head is not None:
             if "acoustic_head" not in state:
-                raise ValueError(
-                    f"{state_path} was saved without the acoustic head this recipe trains; delete it"
-                )
+                raise ValueError(f"{state_path} was saved without the acoustic head this recipe trains; delete it")
             head.load_state_dict(state["acoustic_head"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -574,14 +562,7 @@ def train_sft(
             # 750 perception steps that otherwise reach 94% (measured on the cached demo features)
             align = cfg.audio_align_weight if step >= cfg.first_phase_steps else 0.0
             loss, ce = sft_loss(
-                model,
-                batch,
-                patch_id,
-                cfg.audio_scale_weight,
-                align,
-                cfg.audio_align_dims,
-                head,
-                cfg.acoustic_weight,
+                model, batch, patch_id, cfg.audio_scale_weight, align, cfg.audio_align_dims, head, cfg.acoustic_weight
             )
             loss_value, total_value = float(ce.detach()), float(loss.detach())
             if not math.isfinite(total_value):  # checked before the step: the weights stay finite
@@ -593,8 +574,7 @@ def train_sft(
             loss.backward()
             grad_norm = float(
                 torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad]
-                    + ([] if head is None else list(head.parameters())),
+                    [p for p in model.parameters() if p.requires_grad] + ([] if head is None else list(head.parameters())),
                     cfg.grad_clip,
                 )
             )
@@ -641,11 +621,7 @@ def _acoustic_head(
 
 @torch.no_grad()
 def _fit_acoustic_head(
-    head: nn.Linear,
-    model: StepAudio2ForCausalLM,
-    examples: Sequence[SftExample],
-    store: FeatureStore,
-    seed: int,
+    head: nn.Linear, model: StepAudio2ForCausalLM, examples: Sequence[SftExample], store: FeatureStore, seed: int
 ) -> None:
     """Fit the head to the adaptor as it is now (``acoustic_probe.fit_head``) on up to ``FIT_CHUNKS``
     chunks of the stage's examples, so its first gradients already point somewhere sensible."""
