@@ -110,7 +110,7 @@ def test_train_sft_fits_saves_and_resumes_the_head_and_the_checkpoint_stays_the_
         examples,
         store,
         tok,
-        DemoConfig.mini(steps=2, first_phase_steps=0, first_phase_leads={}, batch_size=4),
+        DemoConfig.mini(steps=2, first_phase_steps=0, first_phase_leads={}, batch_size=4, acoustic_weight=0.0),
         tmp_path / "plain",
         resume=False,
         progress=False,
