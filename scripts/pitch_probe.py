@@ -5,7 +5,9 @@ split by voice variant and label (the v2 regression: held-out low "m6" voices ca
 
 Measured (80 questions, seed 1234): v1 79/80, v2 cold start 35/80 (m6 low 1/46), v2 final 42/80 (15/46).
 With data format 3 (low female voices among the questions too): v3 cold start 41/80 (f4 high 41/41, f4 low
-0/11, m6 low 0/28: "high" every time, the chain citing 288-298 Hz whatever the voice).
+0/11, m6 low 0/28: "high" every time, the chain citing 288-298 Hz whatever the voice). The cause and the
+fix (the acoustic head, ``training/acoustic_probe.py``): ``scripts/pitch_feature_probe.py`` and
+``scripts/align_probe.py``; 600 mixed steps after the perception phase, 79/80 with the head, 40/80 without.
 """
 
 from __future__ import annotations

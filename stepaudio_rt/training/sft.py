@@ -8,10 +8,12 @@ would also bring gradient checkpointing, bf16 and accelerate defaults that all h
 CPU. The loop below is what TRL would do for us here: AdamW, linear warmup + cosine decay, gradient
 clipping, loss only on the assistant part (reasoning, ``</think>``, reply, ``<|EOT|>``), checkpoints every
 N steps with exact resume (model, optimiser, schedule, data order), a tqdm bar and a JSONL loss log.
-Three additions that TRL does not have and this model needed (all measured, see ``DemoConfig``): a
+Four additions that TRL does not have and this model needed (all measured, see ``DemoConfig``): a
 curriculum whose first steps see only the perception tasks, a penalty that keeps the adaptor's output on
-the scale of the text embeddings (:func:`audio_scale_penalty`), and a CTC loss that aligns the adaptor's
-frames with the text embeddings of the words spoken in them (:func:`audio_alignment_loss`).
+the scale of the text embeddings (:func:`audio_scale_penalty`), a CTC loss that aligns the adaptor's
+frames with the text embeddings of the words spoken in them (:func:`audio_alignment_loss`), and a
+training-only head that keeps how the audio sounds readable from the adaptor's output
+(``training.acoustic_probe``).
 
 Prompts are built exactly as the realtime server builds them (:func:`prompt_segments`): the system
 prompt, the user's text, then the audio cut into chunks of at most ``LISTEN_CHUNK_SECONDS`` at pauses
