@@ -153,6 +153,14 @@ class FeatureStore:
     def chunk(self, i: int) -> np.ndarray:
         return self.feats[self.offsets[i] : self.offsets[i + 1]]
 
+    def stacked(self, ids: Sequence[int]) -> torch.Tensor:
+        """Chunks ``ids`` as one float32 batch [len(ids), longest, D], zero-padded at the end."""
+        parts = [self.chunk(i) for i in ids]
+        feats = torch.zeros(len(parts), max(p.shape[0] for p in parts), self.feats.shape[1])
+        for k, p in enumerate(parts):
+            feats[k, : p.shape[0]] = torch.from_numpy(p.astype(np.float32))
+        return feats
+
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, feats=self.feats, offsets=self.offsets, tokens=self.tokens)
@@ -249,11 +257,7 @@ def collate(examples: Sequence[SftExample], store: FeatureStore | None, pad_id: 
     if chunk_ids:
         if store is None:
             raise ValueError("examples carry audio chunks but no feature store was given")
-        parts = [store.chunk(i) for i in chunk_ids]
-        frames = max(p.shape[0] for p in parts)
-        feats = torch.zeros(len(parts), frames, store.feats.shape[1])
-        for k, p in enumerate(parts):
-            feats[k, : p.shape[0]] = torch.from_numpy(p.astype(np.float32))
+        feats = store.stacked(chunk_ids)
         tokens = [int(store.tokens[i]) for i in chunk_ids]
     n_target = int((labels != IGNORE_INDEX).sum())
     per_chunk = iter(tokens)  # chunk token counts in batch order: each example's chunks are consecutive
@@ -382,11 +386,9 @@ def audio_alignment_loss(
     The frames are the model's own input embeddings; the loss adds no weights to the checkpoint.
 
     ``dims`` > 0 compares only the first ``dims`` hidden dimensions (frames and embeddings alike) and leaves
-    the rest of each frame free. Why: over all dimensions the loss drives every frame's direction onto a
-    word (or blank) embedding, and the frames then carry what was said and nothing of how: a linear probe
-    reads held-out voices high or low 160/160 from the frozen encoder's output but 105/160 from the
-    adaptor's after the cold start (``scripts/pitch_feature_probe.py``), and the model calls every voice
-    high. The free dimensions are where pitch, loudness and timbre can stay.
+    the rest of each frame free, for how the speech sounds (pitch, loudness, timbre). Measured, it keeps
+    only a little more pitch in the adaptor than the full alignment (``DemoConfig.audio_align_dims``); the
+    recipe keeps pitch with the acoustic head instead (``training.acoustic_probe``).
     """
     rows = [k for k, t in enumerate(batch.spoken) if t is not None]
     if not rows:
@@ -638,11 +640,7 @@ def _fit_acoustic_head(
     pooled = []
     for s in range(0, len(ids), 64):
         group = ids[s : s + 64]
-        parts = [store.chunk(i) for i in group]
-        feats = torch.zeros(len(parts), max(p.shape[0] for p in parts), store.feats.shape[1])
-        for k, p in enumerate(parts):
-            feats[k, : p.shape[0]] = torch.from_numpy(p.astype(np.float32))
-        pooled.append(pooled_frames(model.adapter(feats), [int(store.tokens[i]) for i in group]))
+        pooled.append(pooled_frames(model.adapter(store.stacked(group)), [int(store.tokens[i]) for i in group]))
     model.adapter.train(was_training)
     fit_head(head, torch.cat(pooled), torch.from_numpy(store.acoustic[ids]))
 
