@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     model_name: str = "step-audio-r1"  # the id /v1/models reports and sessions echo
     device: str = "cpu"
     dtype: str | None = None  # None = the checkpoint's / engine's default
+    # The torch engine's CPU threads. None = every core but one (at least one): Piper and Smart Turn run
+    # one thread per call, and torch on every core starves them in the pause where the end-of-turn score
+    # and the speculative response race (2 cores, speak_first, 24 turns: the first audio came ~20 ms after
+    # the turn's end with one torch thread, ~75 ms with two). Ignored on GPUs.
+    torch_threads: int | None = Field(None, ge=1)
     max_context_tokens: int = Field(4096, ge=256)
     # None = the checkpoint's generation_config (greedy when it says do_sample: false), else 0.7.
     temperature: float | None = Field(None, ge=0.0, le=2.0)

@@ -65,3 +65,20 @@ def test_thinking_mode_comes_from_request_then_server_then_checkpoint(monkeypatc
     assert (flags.thinking_mode, flags.reasoning_lag_policy, flags.playback_lead_ms) == ("think_first", "speak", 900.0)
     with pytest.raises(ValueError):
         Settings(thinking_mode="sometimes")  # type: ignore[arg-type]
+
+
+def test_torch_threads_leave_a_core_to_tts_and_turn_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepaudio_rt.server.__main__ import parse_args
+    from stepaudio_rt.server.app import cpu_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert cpu_threads(Settings()) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert cpu_threads(Settings()) == 15
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert cpu_threads(Settings()) == 1
+    assert cpu_threads(parse_args(["--torch-threads", "3"])) == 3
+    monkeypatch.setenv("STEPAUDIO_RT_TORCH_THREADS", "2")
+    assert cpu_threads(Settings()) == 2
+    with pytest.raises(ValueError, match="torch_threads"):
+        Settings(torch_threads=0)

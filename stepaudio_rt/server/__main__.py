@@ -19,6 +19,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ap.add_argument("--port", type=int)
     ap.add_argument("--device")
     ap.add_argument("--dtype")
+    ap.add_argument("--torch-threads", type=int, help="CPU threads of the torch engine (default: all cores but one)")
     ap.add_argument("--api-key", action="append", dest="api_keys", help="repeat for several keys")
     ap.add_argument("--max-sessions", type=int)
     ap.add_argument("--max-event-bytes", type=int)

