@@ -136,14 +136,14 @@ class StreamingVoice:
         self._prior = session(extractor.extract_model(inputs, self._prior_outputs))
         self._flow = session(extractor.extract_model(list(cut.flow_inputs), [cut.latent]))
         self._decoder = session(extractor.extract_model([cut.latent, *cut.decoder_extra], [output]))
-        self.inputs = {i.name for i in self._prior.get_inputs()}
+        self._inputs = {i.name for i in self._prior.get_inputs()}
 
     def stream(
         self, feeds: dict[str, np.ndarray], stop: threading.Event | None = None
     ) -> Iterator[np.ndarray]:
         """One sentence (the whole graph's ``feeds``: phoneme ids, lengths, scales, speaker id): float32
         audio, unscaled, in windows that together equal the whole graph's output."""
-        outputs = self._prior.run(None, {k: feeds[k] for k in self.inputs})
+        outputs = self._prior.run(None, {k: feeds[k] for k in self._inputs})
         prior = dict(zip(self._prior_outputs, outputs, strict=True))
         frames = max(int(prior[n].shape[-1]) for n in self.cut.flow_inputs)
         timed = {n for n in self.cut.flow_inputs if prior[n].shape[-1] == frames}  # not the speaker embedding
