@@ -403,9 +403,7 @@ def _ask_checkpoint(user_text: str, audio: np.ndarray | None, thinking_only: boo
 def test_committed_demo_checkpoint_hears_loudness_of_held_out_voices() -> None:
     """The bundled checkpoint, loaded by the serving loader and run by the serving engine, tells a loud
     from a quiet voice it never heard in training (labels checked on the signal first, as the data set
-    does), with thinking and with the empty think block, and acknowledges hearing. (Voice pitch is no
-    longer asserted here: the v2 checkpoint gets 70% of held-out pitch questions right, v1 100%; a known
-    regression, in the README and the demo-model issue.)"""
+    does), with thinking and with the empty think block, and acknowledges hearing."""
     from stepaudio_rt.training.data.tasks import check_answer
 
     ckpt = load_checkpoint(DEFAULT_OUT_DIR, progress=False)
@@ -419,6 +417,26 @@ def test_committed_demo_checkpoint_hears_loudness_of_held_out_voices() -> None:
     replies = _ask_checkpoint("Can you hear this?", _speak_held_out("tom buys brown rice"))
     for mode, reply in replies.items():
         assert check_answer("self_cognition", reply, "yes"), (mode, reply)
+
+
+@needs_checkpoint
+@needs_espeak
+def test_committed_demo_checkpoint_hears_the_pitch_of_held_out_voices() -> None:
+    """Held-out voice-pitch questions (eval split: voices never trained on, labels checked on the measured
+    F0), two of each kind: high female voices, low male voices, and female voices at their lowest, where
+    timbre says "high" and only the pitch says "low" (the v2 model learned timbre and failed these)."""
+    from stepaudio_rt.training.data.tasks import check_answer, gen_voice_pitch
+
+    rng = np.random.default_rng(1234)
+    wanted = {("high", False): 2, ("low", False): 2, ("low", True): 2}
+    while any(wanted.values()):
+        sample = gen_voice_pitch(rng, "eval", True)
+        kind = (sample.label, sample.label == "low" and "f" in sample.meta["voice"].split("+")[-1])
+        if wanted.get(kind, 0) == 0:
+            continue
+        wanted[kind] -= 1
+        reply = _ask_checkpoint(sample.user_text, sample.audio, thinking_only=True)["thinking"]
+        assert check_answer("voice_pitch", reply, sample.label), (sample.meta["voice"], sample.label, reply)
 
 
 @needs_checkpoint
