@@ -183,9 +183,7 @@ class PiperTTS(TTSBackend):
         for sentence in self._voices[name].synthesize(text, syn_config=self._syn_config):
             if stop is not None and stop.is_set():
                 return
-            audio = sentence.audio_int16_array
-            for start in range(0, len(audio), self._chunk):
-                yield audio[start : start + self._chunk]
+            yield from self._chunks(sentence.audio_int16_array)
 
     def streams(self, voice: str | None = None) -> bool:
         """Whether ``voice``'s sentences stream window by window (else they come whole)."""
@@ -201,7 +199,12 @@ class PiperTTS(TTSBackend):
             feeds = sentence_feeds(piper_voice, phonemes, length_scale)
             for audio in streaming.stream(feeds, stop):
                 pcm = (np.clip(audio * streaming.gain, -1.0, 1.0) * 32767.0).astype(np.int16)
-                for start in range(0, len(pcm), self._chunk):
-                    yield pcm[start : start + self._chunk]
+                for chunk in self._chunks(pcm):
+                    yield chunk
                     if stop is not None and stop.is_set():
                         return
+
+    def _chunks(self, pcm: np.ndarray) -> Iterator[np.ndarray]:
+        """``pcm`` in pieces of at most ``_CHUNK_MS``."""
+        for start in range(0, len(pcm), self._chunk):
+            yield pcm[start : start + self._chunk]

@@ -148,12 +148,12 @@ class StreamingVoice:
         frames = max(int(prior[n].shape[-1]) for n in self.cut.flow_inputs)
         timed = {n for n in self.cut.flow_inputs if prior[n].shape[-1] == frames}  # not the speaker embedding
         extra = {n: prior[n] for n in self.cut.decoder_extra}
-        latent: list[np.ndarray] = []  # exact flow output for frames [0, ready)
+        z = np.empty((1, 0, 0), dtype=np.float32)  # the flow's output, exact for frames [0, ready)
         ready = 0
 
         def flow_until(end: int) -> np.ndarray:
             """The flow's output, exact for frames [0, end) at least."""
-            nonlocal ready
+            nonlocal z, ready
             if end > ready:
                 lo, hi = max(0, ready - FLOW_CONTEXT), min(frames, end + FLOW_CONTEXT)
                 feed = {
@@ -162,9 +162,10 @@ class StreamingVoice:
                 }
                 (out,) = self._flow.run(None, feed)
                 done = frames if hi == frames else end  # nothing right of the sentence's end is missing
-                latent.append(out[..., ready - lo : done - lo])
+                new = out[..., ready - lo : done - lo]
+                z = new if ready == 0 else np.concatenate([z, new], axis=-1)
                 ready = done
-            return np.concatenate(latent, axis=-1) if len(latent) > 1 else latent[0]
+            return z
 
         start, width = 0, FIRST_WINDOW
         while start < frames:
@@ -174,9 +175,9 @@ class StreamingVoice:
             if frames - end <= width or frames <= ONE_WINDOW:  # a tail no longer than the window rides with it
                 end = frames
             # the first window's flow covers just what its decoder needs; the second call does the rest
-            z = flow_until(min(frames, end + DECODER_CONTEXT) if ready == 0 else frames)
+            latent = flow_until(min(frames, end + DECODER_CONTEXT) if ready == 0 else frames)
             lo, hi = max(0, start - DECODER_CONTEXT), min(frames, end + DECODER_CONTEXT)
-            (audio,) = self._decoder.run(None, {self.cut.latent: np.ascontiguousarray(z[..., lo:hi]), **extra})
+            (audio,) = self._decoder.run(None, {self.cut.latent: np.ascontiguousarray(latent[..., lo:hi]), **extra})
             audio = np.asarray(audio, dtype=np.float32).reshape(-1)
             yield audio[(start - lo) * self.hop : (end - lo) * self.hop]
             start, width = end, min(4 * width, MAX_WINDOW)
