@@ -1,5 +1,5 @@
-"""The training-only acoustic head (``training.acoustic_probe``): targets, its ridge fit, its loss, and its
-place in ``train_sft`` (saved with the state, resumed, never in the checkpoint)."""
+"""The training-only acoustic and frame heads (``training.acoustic_probe``): targets, the ridge fit, the loss,
+and their place in ``train_sft`` (saved with the state, resumed, never in the checkpoint)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -16,9 +17,12 @@ from stepaudio_rt.model.modeling import StepAudio2ForCausalLM
 from stepaudio_rt.model.testing import tiny_config, tiny_tokenizer
 from stepaudio_rt.training.acoustic_probe import (
     ACOUSTIC_KEYS,
+    FRAME_KEYS,
+    FRAME_SECONDS,
     acoustic_probe_loss,
     acoustic_targets,
     fit_head,
+    frame_targets,
     pooled_frames,
 )
 from stepaudio_rt.training.config import DemoConfig
@@ -122,6 +126,77 @@ def test_train_sft_fits_saves_and_resumes_the_head_and_the_checkpoint_stays_the_
     )
     train_sft(model, examples, store, tok, more, tmp_path / "sft", resume=True, progress=False)
     assert [r["step"] for r in _log(tmp_path / "sft")] == [1, 2, 3, 4]
+
+
+def _tone(seconds: float, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amp * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+
+
+def test_frame_targets_give_each_frame_its_time_in_its_chunk_and_whether_the_clip_sounds_there() -> None:
+    from stepaudio_rt.model.audio_frontend import split_at_pauses
+
+    # 0.48 s silence, 0.96 s tone, 2.4 s silence, 0.96 s tone, 0.32 s silence: 5.12 s, two listen chunks,
+    # the cut inside the long silence (where the server cuts a live stream)
+    clip = np.concatenate([_silence(0.48), _tone(0.96), _silence(2.4), _tone(0.96), _silence(0.32)])
+    short = np.concatenate([_silence(0.16), _tone(0.4)])  # one chunk
+    clips: list[np.ndarray | None] = [clip, None, short]  # a typed turn in between has no chunks
+    pieces = split_at_pauses(clip, 4.0)
+    assert len(pieces) == 2
+    per_clip = [[0, 1], [], [2]]
+    tokens = [int(np.ceil(len(p) / SAMPLE_RATE / FRAME_SECONDS)) for p in [*pieces, short]]
+    t = frame_targets(clips, per_clip, tokens, 4.0)
+    assert t.shape == (sum(tokens), len(FRAME_KEYS)) and not np.isnan(t).any()
+    time_s = t[:, FRAME_KEYS.index("time_s")] * 1.15 + 2.0
+    sounding = t[:, FRAME_KEYS.index("sounding")] > 0
+    first, second = slice(0, tokens[0]), slice(tokens[0], tokens[0] + tokens[1])
+    assert np.allclose(time_s[first], np.arange(tokens[0]) * FRAME_SECONDS, atol=1e-5)
+    assert np.allclose(time_s[second], np.arange(tokens[1]) * FRAME_SECONDS, atol=1e-5)  # restarts per chunk
+    # the first tone covers frames 6..17 of chunk 0 (0.48-1.44 s), give or take the edge frame
+    on = np.flatnonzero(sounding[first])
+    assert abs(int(on[0]) - 6) <= 1 and abs(int(on[-1]) - 17) <= 1 and len(on) >= 11
+    # the second tone sits at the end of the clip, in chunk 1, after the rest of the pause
+    start_2 = 0.48 + 0.96 + 2.4 - len(pieces[0]) / SAMPLE_RATE
+    on2 = np.flatnonzero(sounding[second])
+    assert abs(on2[0] * FRAME_SECONDS - start_2) <= FRAME_SECONDS and 11 <= len(on2) <= 13
+    assert sounding[tokens[0] + tokens[1] :].sum() in (5, 6)  # the short clip's 0.4 s tone
+
+
+def test_train_sft_trains_saves_and_resumes_the_frame_head(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config(audio_state=32)
+    model = StepAudio2ForCausalLM(cfg)
+    tok = tiny_tokenizer(cfg.vocab_size)
+    clips = [np.concatenate([_silence(s), _tone(0.5), _silence(0.3)]) for s in (0.1, 0.3, 0.5, 0.7)]
+    store, per_clip = encode_chunks(model.encoder, clips, progress=False)
+    store.frame = frame_targets(clips, per_clip, store.tokens, 4.0)
+    examples = [
+        tokenize_example(tok, "when?", "", "ok", [int(store.tokens[c]) for c in ids], ids, "pause_length")
+        for ids in per_clip
+    ]
+
+    def run_cfg(steps: int, weight: float) -> DemoConfig:
+        return DemoConfig.mini(
+            steps=steps, first_phase_steps=0, first_phase_leads={}, acoustic_weight=0.0, frame_weight=weight, batch_size=4
+        )
+
+    train_sft(model, examples, store, tok, run_cfg(2, 1.0), tmp_path / "sft", resume=False, progress=False)
+    state = torch.load(tmp_path / "sft" / "state.pt", weights_only=False)
+    assert state["frame_head"]["weight"].shape == (len(FRAME_KEYS), cfg.text.hidden_size)
+    assert "acoustic_head" not in state and not any(k.startswith("frame") for k in model.state_dict())
+    torch.manual_seed(0)
+    plain = StepAudio2ForCausalLM(cfg)
+    train_sft(plain, examples, store, tok, run_cfg(2, 0.0), tmp_path / "plain", resume=False, progress=False)
+    assert _log(tmp_path / "sft")[0]["aux_loss"] > _log(tmp_path / "plain")[0]["aux_loss"]
+    train_sft(model, examples, store, tok, run_cfg(4, 1.0), tmp_path / "sft", resume=True, progress=False)
+    assert [r["step"] for r in _log(tmp_path / "sft")] == [1, 2, 3, 4]
+    # a state saved without the head this recipe trains is refused, not silently given a fresh head
+    with pytest.raises(ValueError, match="frame head"):
+        train_sft(plain, examples, store, tok, run_cfg(4, 1.0), tmp_path / "plain", resume=True, progress=False)
 
 
 def _log(run: Path) -> list[dict]:

@@ -123,6 +123,10 @@ class DemoConfig:
     # answers 79/80 held-out pitch questions right (40/80 without: "low" every time), low female voices
     # included; transcription and spoken arithmetic at that point the same as without it
     acoustic_weight: float = 1.0
+    # training-only linear head on every adaptor frame that predicts the frame's time in its listen chunk and
+    # whether the clip is sounding there (training.acoustic_probe.frame_targets): keeps where things happen
+    # in the adaptor's output, which pause lengths and beep counts are read from
+    frame_weight: float = 1.0
     # --- demo model v2 (issue 12): targets, conversations, MGRD self-distillation, think-incomplete SFT
     # share of the reasoning examples trained with the empty think block (training.targets explains 0.25)
     empty_think_share: float = 0.25

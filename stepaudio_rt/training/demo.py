@@ -44,7 +44,7 @@ from stepaudio_rt.model.prompt import (
     system_block,
 )
 from stepaudio_rt.model.tokenizer import THINK_TOKENS, StepAudioTokenizer
-from stepaudio_rt.training.acoustic_probe import acoustic_targets
+from stepaudio_rt.training.acoustic_probe import acoustic_targets, frame_targets
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
 from stepaudio_rt.training.plots import plot_distill_iterations, plot_loss_curve
 from stepaudio_rt.training.sft import (
@@ -246,6 +246,8 @@ def train_demo(
     if len(per_clip) != len(samples):
         raise ValueError(f"{chunks_path} has {len(per_clip)} clips for {len(samples)} samples; delete it")
     store.acoustic = acoustic_targets(samples, per_clip, len(store.tokens))  # for cfg.acoustic_weight
+    if cfg.frame_weight > 0:
+        store.frame = frame_targets([s.audio for s in samples], per_clip, store.tokens, LISTEN_CHUNK_SECONDS)
     from stepaudio_rt.training import stages
 
     examples: list[SftExample] = stages.cold_start_examples(samples, per_clip, store, tokenizer, cfg)
@@ -384,7 +386,12 @@ def _stage_key(stage: str, key: Any) -> Any:
 # Recipe fields added after runs were cached, with the value that older runs trained with (the behaviour
 # before the field existed). A key file without such a field matches only a recipe that still holds that
 # value; so a field whose default changes the training (audio_align_dims) redoes the stage.
-LEGACY_VALUES: dict[str, Any] = {"text_model_claim_share": 0.0, "audio_align_dims": 0, "acoustic_weight": 0.0}
+LEGACY_VALUES: dict[str, Any] = {
+    "text_model_claim_share": 0.0,
+    "audio_align_dims": 0,
+    "acoustic_weight": 0.0,
+    "frame_weight": 0.0,
+}
 
 
 def _without_new_defaults(key: Any, saved: Any) -> Any:

@@ -18,9 +18,15 @@ def plot_loss_curve(records: Sequence[dict], out_path: Path, title: str = "cold-
     steps = [r["step"] for r in records]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(steps, [r["loss"] for r in records], color="tab:blue", label="train loss (assistant tokens)")
-    aux = [(r["step"], r["aux_loss"]) for r in records if r.get("aux_loss", 0) > 0]
-    if aux:
-        ax.plot(*zip(*aux, strict=True), color="tab:green", alpha=0.7, label="audio scale + alignment (weighted)")
+    names = sorted({k for r in records for k in r.get("aux", {})})
+    if names:  # each auxiliary loss on its own (logs written since they are recorded apart)
+        for name in names:
+            pts = [(r["step"], r["aux"][name]) for r in records if name in r.get("aux", {})]
+            ax.plot(*zip(*pts, strict=True), alpha=0.7, lw=1.0, label=f"{name} (weighted)")
+    else:
+        aux = [(r["step"], r["aux_loss"]) for r in records if r.get("aux_loss", 0) > 0]
+        if aux:
+            ax.plot(*zip(*aux, strict=True), color="tab:green", alpha=0.7, label="auxiliary losses (weighted)")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
     ax.set_yscale("log")

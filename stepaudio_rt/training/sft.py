@@ -149,9 +149,19 @@ class FeatureStore:
     # per chunk, its clip's measured acoustic values (acoustic_probe.acoustic_targets); set by the caller
     # from the samples, not saved with the features
     acoustic: np.ndarray | None = None
+    # per adaptor frame, in chunk order (chunk i's rows start at tokens[:i].sum()), the frame head's targets
+    # (acoustic_probe.frame_targets); set by the caller from the clips, not saved with the features
+    frame: np.ndarray | None = None
 
     def chunk(self, i: int) -> np.ndarray:
         return self.feats[self.offsets[i] : self.offsets[i + 1]]
+
+    def frame_rows(self, ids: Sequence[int]) -> np.ndarray:
+        """The frame targets of chunks ``ids``, concatenated in that order (the order of their adaptor
+        frames in ``audio_embeddings``)."""
+        assert self.frame is not None
+        starts = np.concatenate([[0], np.cumsum(self.tokens, dtype=np.int64)])
+        return np.concatenate([self.frame[starts[i] : starts[i] + self.tokens[i]] for i in ids])
 
     def stacked(self, ids: Sequence[int]) -> torch.Tensor:
         """Chunks ``ids`` as one float32 batch [len(ids), longest, D], zero-padded at the end."""
@@ -234,6 +244,7 @@ class Batch:
     clip_tokens: list[int] = field(default_factory=list)  # audio tokens per example, in batch order
     spoken: list[torch.Tensor | None] = field(default_factory=list)  # per example, alignment targets
     acoustic: torch.Tensor | None = None  # [n_chunks, K] measured values per chunk (NaN: none)
+    frame: torch.Tensor | None = None  # [sum(chunk_tokens), len(FRAME_KEYS)] per-frame targets
 
 
 def collate(examples: Sequence[SftExample], store: FeatureStore | None, pad_id: int) -> Batch:
@@ -266,7 +277,10 @@ def collate(examples: Sequence[SftExample], store: FeatureStore | None, pad_id: 
     acoustic = None
     if chunk_ids and store is not None and store.acoustic is not None:
         acoustic = torch.from_numpy(store.acoustic[chunk_ids])
-    return Batch(ids, labels, feats, tokens, n_target, clip_tokens, spoken, acoustic)
+    frame = None
+    if chunk_ids and store is not None and store.frame is not None:
+        frame = torch.from_numpy(store.frame_rows(chunk_ids))
+    return Batch(ids, labels, feats, tokens, n_target, clip_tokens, spoken, acoustic, frame)
 
 
 def batch_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -422,11 +436,16 @@ def sft_loss(
     audio_align_dims: int = 0,
     acoustic_head: nn.Linear | None = None,
     acoustic_weight: float = 0.0,
+    frame_head: nn.Linear | None = None,
+    frame_weight: float = 0.0,
+    parts: dict[str, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to minimise, cross-entropy alone): token cross-entropy on the targets plus
     ``audio_scale_weight`` times :func:`audio_scale_penalty` plus ``audio_align_weight`` times
     :func:`audio_alignment_loss` (over the first ``audio_align_dims`` hidden dimensions; 0: all) plus
-    ``acoustic_weight`` times ``acoustic_probe.acoustic_probe_loss`` (with ``acoustic_head``)."""
+    ``acoustic_weight`` times ``acoustic_probe.acoustic_probe_loss`` (with ``acoustic_head``) plus
+    ``frame_weight`` times the same loss of ``frame_head`` on every adaptor frame. ``parts``, when given,
+    receives each auxiliary term as weighted in the total ("scale", "align", "acoustic", "frame")."""
     adapted = _adapted_chunks(model, batch)
     embeds, pooled = adapted if adapted is not None else (None, None)
     _, ce = model(
@@ -436,16 +455,25 @@ def sft_loss(
     total = ce
     if embeds is None:
         return total, ce
+    terms: dict[str, torch.Tensor] = {}
     if audio_scale_weight > 0:
-        total = total + audio_scale_weight * audio_scale_penalty(model, embeds)
+        terms["scale"] = audio_scale_weight * audio_scale_penalty(model, embeds)
     if audio_align_weight > 0:
         align = audio_alignment_loss(model, embeds, batch, audio_patch_id, audio_align_dims)
         if align is not None:
-            total = total + audio_align_weight * align
+            terms["align"] = audio_align_weight * align
     if acoustic_head is not None and acoustic_weight > 0 and batch.acoustic is not None:
         probe = acoustic_probe_loss(acoustic_head, pooled, batch.acoustic)
         if probe is not None:
-            total = total + acoustic_weight * probe
+            terms["acoustic"] = acoustic_weight * probe
+    if frame_head is not None and frame_weight > 0 and batch.frame is not None:
+        probe = acoustic_probe_loss(frame_head, embeds, batch.frame)
+        if probe is not None:
+            terms["frame"] = frame_weight * probe
+    for name, term in terms.items():
+        total = total + term
+        if parts is not None:
+            parts[name] = float(term.detach())
     return total, ce
 
 
@@ -516,7 +544,9 @@ def train_sft(
     model.model.train()
     model.lm_head.train()
     head = _acoustic_head(model, examples, store, cfg)
-    opt = make_optimizer(model, cfg, head)
+    frame_head = _frame_head(model, examples, store, cfg)
+    heads = nn.ModuleList([h for h in (head, frame_head) if h is not None])
+    opt = make_optimizer(model, cfg, heads if len(heads) else None)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: lr_lambda(
@@ -534,6 +564,10 @@ def train_sft(
             if "acoustic_head" not in state:
                 raise ValueError(f"{state_path} was saved without the acoustic head this recipe trains; delete it")
             head.load_state_dict(state["acoustic_head"])
+        if frame_head is not None:
+            if "frame_head" not in state:
+                raise ValueError(f"{state_path} was saved without the frame head this recipe trains; delete it")
+            frame_head.load_state_dict(state["frame_head"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -542,6 +576,8 @@ def train_sft(
     else:
         if head is not None:
             _fit_acoustic_head(head, model, examples, store, cfg.seed)
+        if frame_head is not None:
+            _fit_frame_head(frame_head, model, examples, store, cfg.seed)
         if log_path.exists():
             log_path.unlink()
     if start >= cfg.steps:
@@ -557,7 +593,8 @@ def train_sft(
     loss_value = float("nan")
     bar = tqdm(total=cfg.steps, initial=start, desc="SFT", unit="step", disable=not progress)
     window: list[float] = []
-    aux_window: list[float] = []  # scale penalty + alignment loss, weighted as in the total
+    aux_window: list[float] = []  # the auxiliary losses together, weighted as in the total
+    part_windows: dict[str, list[float]] = {}  # each auxiliary loss alone (sft_loss's parts)
     tokens_seen = 0
     with log_path.open("a") as logf:
         for step in range(start, cfg.steps):
@@ -565,9 +602,22 @@ def train_sft(
             # alignment starts with the mixed phase: on from step 0 it held voice pitch at 35-65% after the
             # 750 perception steps that otherwise reach 94% (measured on the cached demo features)
             align = cfg.audio_align_weight if step >= cfg.first_phase_steps else 0.0
+            parts: dict[str, float] = {}
             loss, ce = sft_loss(
-                model, batch, patch_id, cfg.audio_scale_weight, align, cfg.audio_align_dims, head, cfg.acoustic_weight
+                model,
+                batch,
+                patch_id,
+                cfg.audio_scale_weight,
+                align,
+                cfg.audio_align_dims,
+                head,
+                cfg.acoustic_weight,
+                frame_head,
+                cfg.frame_weight,
+                parts,
             )
+            for name, value in parts.items():
+                part_windows.setdefault(name, []).append(value)
             loss_value, total_value = float(ce.detach()), float(loss.detach())
             if not math.isfinite(total_value):  # checked before the step: the weights stay finite
                 raise FloatingPointError(
@@ -578,7 +628,7 @@ def train_sft(
             loss.backward()
             grad_norm = float(
                 torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad] + ([] if head is None else list(head.parameters())),
+                    [p for p in model.parameters() if p.requires_grad] + list(heads.parameters()),
                     cfg.grad_clip,
                 )
             )
@@ -596,18 +646,20 @@ def train_sft(
                     "step": done,
                     "loss": round(sum(window) / len(window), 5),
                     "aux_loss": round(sum(aux_window) / len(aux_window), 5),
+                    # per auxiliary loss: its mean over the steps of the window that had it
+                    "aux": {k: round(sum(v) / len(v), 5) for k, v in sorted(part_windows.items())},
                     "lr": sched.get_last_lr()[0],
                     "grad_norm": round(grad_norm, 4),
                     "tokens_per_s": round(tokens_seen / max(1e-9, time.perf_counter() - t0), 1),
                     "elapsed_s": round(time.perf_counter() - t0, 1),
                 }
-                window, aux_window = [], []
+                window, aux_window, part_windows = [], [], {}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 if on_log is not None:
                     on_log(rec)
             if done % cfg.save_every == 0 or done == cfg.steps:
-                _save_state(state_path, model, opt, sched, done, head)
+                _save_state(state_path, model, opt, sched, done, head, frame_head)
     bar.close()
     return TrainResult(cfg.steps, loss_value, time.perf_counter() - t0, log_path)
 
@@ -621,6 +673,35 @@ def _acoustic_head(
     if not any(e.chunks for e in examples):
         return None
     return nn.Linear(model.config.text.hidden_size, store.acoustic.shape[1])
+
+
+def _frame_head(
+    model: StepAudio2ForCausalLM, examples: Sequence[SftExample], store: FeatureStore | None, cfg: DemoConfig
+) -> nn.Linear | None:
+    """The training-only per-frame head of ``acoustic_probe`` (time in chunk, sounding) when the recipe
+    weights it and the store has its targets."""
+    if cfg.frame_weight <= 0 or store is None or store.frame is None or not any(e.chunks for e in examples):
+        return None
+    return nn.Linear(model.config.text.hidden_size, store.frame.shape[1])
+
+
+@torch.no_grad()
+def _fit_frame_head(
+    head: nn.Linear, model: StepAudio2ForCausalLM, examples: Sequence[SftExample], store: FeatureStore, seed: int
+) -> None:
+    """As :func:`_fit_acoustic_head`, on every frame of up to ``FIT_CHUNKS`` // 4 chunks."""
+    ids = sorted({c for e in examples for c in e.chunks})
+    rng = np.random.default_rng([seed, 0xF4A])
+    ids = [int(i) for i in rng.choice(ids, size=min(FIT_CHUNKS // 4, len(ids)), replace=False)]
+    was_training = model.adapter.training
+    model.adapter.eval()
+    frames = []
+    for s in range(0, len(ids), 64):
+        group = ids[s : s + 64]
+        out = model.adapter(store.stacked(group))
+        frames.append(torch.cat([out[k, : int(store.tokens[i])] for k, i in enumerate(group)]))
+    model.adapter.train(was_training)
+    fit_head(head, torch.cat(frames), torch.from_numpy(store.frame_rows(ids)))
 
 
 @torch.no_grad()
@@ -652,9 +733,10 @@ def _save_state(
     sched: torch.optim.lr_scheduler.LRScheduler,
     step: int,
     head: nn.Module | None = None,
+    frame_head: nn.Module | None = None,
 ) -> None:
     """Atomic training state: trainable weights (the frozen encoder is rebuilt from Whisper), the acoustic
-    head if any, optimiser, schedule, RNG and step."""
+    and frame heads if any, optimiser, schedule, RNG and step."""
     trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     tmp = path.with_suffix(".tmp")
     state = {
@@ -666,6 +748,8 @@ def _save_state(
     }
     if head is not None:
         state["acoustic_head"] = head.state_dict()
+    if frame_head is not None:
+        state["frame_head"] = frame_head.state_dict()
     torch.save(state, tmp)
     os.replace(tmp, path)
 
