@@ -399,9 +399,16 @@ def eval_cmd(
     from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
     from stepaudio_rt.training.evaluate import ReasoningFigures, evaluate_checkpoint
 
+    task_list = tasks.split(",") if tasks else None
+    if task_list is not None:
+        from stepaudio_rt.training.data.build import TASK_WEIGHTS
+
+        unknown = sorted(set(task_list) - set(TASK_WEIGHTS))
+        if unknown:
+            raise typer.BadParameter(f"unknown {', '.join(unknown)}; known: {', '.join(TASK_WEIGHTS)}", param_hint="--tasks")
     reasoning = ReasoningFigures() if quick else ReasoningFigures.full().only(figures.split(","))
     evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, reasoning=reasoning,
-                        modes=modes.split(","), probes=probes, tasks=tasks.split(",") if tasks else None)
+                        modes=modes.split(","), probes=probes, tasks=task_list)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -58,3 +58,14 @@ def test_train_demo_mini_and_eval_through_the_cli(tmp_path: Path) -> None:
 
     probes = json.loads((tmp_path / "eval" / "eval.json").read_text())["self_cognition_probes"]
     assert probes["n"] == 3 and 0.0 <= probes["error_rate"] <= 1.0 and "self-cognition probes" in result.output
+    # a few chosen tasks only, and a typo named instead of a traceback
+    result = runner.invoke(
+        app,
+        ["eval", "--model", str(out), "--out", str(tmp_path / "eval_tasks"), "-n", "3", "--probes", "0",
+         "--quick", "--modes", "thinking", "--tasks", "pause_length,beep_bursts"],
+    )
+    assert result.exit_code == 0, result.output
+    counts = json.loads((tmp_path / "eval_tasks" / "eval.json").read_text())["counts"]
+    assert set(counts) <= {"pause_length", "beep_bursts"} and sum(counts.values()) == 3
+    result = runner.invoke(app, ["eval", "--model", str(out), "--tasks", "pause_lenght"])
+    assert result.exit_code == 2 and "pause_lenght" in result.output
