@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from stepaudio_rt.model.checkpoint import load_checkpoint
 from stepaudio_rt.training import acoustic_probe as ap
 from stepaudio_rt.training.config import LISTEN_CHUNK_SECONDS
-from stepaudio_rt.training.data.tasks import generate
+from stepaudio_rt.training.data.catalog import generate
 from stepaudio_rt.training.sft import encode_chunks
 
 

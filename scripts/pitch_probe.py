@@ -20,7 +20,8 @@ import numpy as np
 
 from stepaudio_rt.model.prompt import GENERATION_PREFIX
 from stepaudio_rt.model.torch_engine import TorchEngine
-from stepaudio_rt.training.data.tasks import Sample, check_answer, gen_voice_pitch
+from stepaudio_rt.training.data.tasks import Sample, gen_voice_pitch
+from stepaudio_rt.training.data.verify import check_answer
 from stepaudio_rt.training.evaluate import answer_sample
 
 

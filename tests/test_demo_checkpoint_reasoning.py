@@ -38,7 +38,8 @@ def test_committed_demo_checkpoint_reasons_through_a_spoken_two_step_problem() -
     """"what is 25 plus 17 minus 16": a carry then a borrow, both operand pairs held out. With thinking
     the reply is right and the think block holds the working; the reply itself stays short."""
     from stepaudio_rt.model.prompt import split_reasoning
-    from stepaudio_rt.training.data.tasks import check_answer, extract_number, is_eval_operands
+    from stepaudio_rt.training.data.tasks import is_eval_operands
+    from stepaudio_rt.training.data.verify import check_answer, extract_number
     from stepaudio_rt.training.evaluate import answer_sample
 
     assert is_eval_operands(25, 17) and is_eval_operands(42, 16)

@@ -31,7 +31,8 @@ def _serve_with_no_arguments(tmp: Path) -> contextlib.AbstractContextManager[Liv
 
 
 async def test_served_demo_answers_a_spoken_question_from_an_unseen_voice(tmp_path: Path) -> None:
-    from stepaudio_rt.training.data.tasks import extract_number, is_eval_operands
+    from stepaudio_rt.training.data.tasks import is_eval_operands
+    from stepaudio_rt.training.data.verify import extract_number
 
     # The same fixed question as the engine-level checkpoint test (the served path adds the VAD, 24 kHz
     # resampling and the session). Measured on 24 random held-out sums through this same path: 17 right.

@@ -7,7 +7,7 @@ import pytest
 
 from stepaudio_rt.training import self_cognition as sc
 from stepaudio_rt.training.data import text_pools as tp
-from stepaudio_rt.training.data.tasks import check_answer
+from stepaudio_rt.training.data.verify import check_answer
 
 # replies that claim the model cannot hear, cannot process audio or is text-only (paraphrases included)
 FLAGGED = [

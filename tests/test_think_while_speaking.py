@@ -278,7 +278,7 @@ async def test_sentence_segments_give_articulation_whole_sentences_of_the_demo_c
     sentences): every segment an articulation round can see ends a sentence of the final reasoning, and
     think_first's reply to a typed two-step sum is right."""
     from stepaudio_rt.settings import DEMO_CHECKPOINT
-    from stepaudio_rt.training.data.tasks import extract_number
+    from stepaudio_rt.training.data.verify import extract_number
 
     engine = _engine(DEMO_CHECKPOINT)
     assert engine.generation_config.get("segment_boundary") == "sentence"

@@ -13,24 +13,22 @@ from stepaudio_rt.training.data import acoustics as ac
 from stepaudio_rt.training.data import signals as sg
 from stepaudio_rt.training.data import synth
 from stepaudio_rt.training.data.build import build_dataset, load_split, make_sample, task_schedule
+from stepaudio_rt.training.data.catalog import TASK_NAMES, generate
 from stepaudio_rt.training.data.reasoning_tasks import MAX_TWO_PART_S
 from stepaudio_rt.training.data.selfcheck import oracle_check
 from stepaudio_rt.training.data.tasks import (
     EMPTY_THINK,
-    TASK_NAMES,
     Sample,
     _problem,
     arith_reply,
     arith_working,
-    check_answer,
     column_step,
-    extract_number,
     format_target,
     gen_text_arithmetic,
-    generate,
     is_eval_operands,
     is_eval_sentence,
 )
+from stepaudio_rt.training.data.verify import check_answer, extract_number
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 

@@ -406,7 +406,7 @@ def test_committed_demo_checkpoint_hears_loudness_of_held_out_voices() -> None:
     """The bundled checkpoint, loaded by the serving loader and run by the serving engine, tells a loud
     from a quiet voice it never heard in training (labels checked on the signal first, as the data set
     does), with thinking and with the empty think block, and acknowledges hearing."""
-    from stepaudio_rt.training.data.tasks import check_answer
+    from stepaudio_rt.training.data.verify import check_answer
 
     ckpt = load_checkpoint(DEFAULT_OUT_DIR, progress=False)
     assert sum(p.numel() for p in ckpt.model.parameters()) > 5_000_000
@@ -427,7 +427,8 @@ def test_committed_demo_checkpoint_hears_the_pitch_of_held_out_voices() -> None:
     """Held-out voice-pitch questions (eval split: voices never trained on, labels checked on the measured
     F0), two of each kind: high female voices, low male voices, and female voices at their lowest, where
     timbre says "high" and only the pitch says "low" (the v2 model learned timbre and failed these)."""
-    from stepaudio_rt.training.data.tasks import check_answer, gen_voice_pitch
+    from stepaudio_rt.training.data.tasks import gen_voice_pitch
+    from stepaudio_rt.training.data.verify import check_answer
 
     rng = np.random.default_rng(1234)
     wanted = {("high", False): 2, ("low", False): 2, ("low", True): 2}
@@ -446,7 +447,7 @@ def test_committed_demo_checkpoint_tells_which_of_two_tones_is_higher() -> None:
     """Tone height was the last perception task the demo model learned (it answered one label for every
     pair until the curriculum gave it a lead): three fixed pairs, both orders, in both think modes."""
     from stepaudio_rt.training.data import acoustics, signals
-    from stepaudio_rt.training.data.tasks import check_answer
+    from stepaudio_rt.training.data.verify import check_answer
 
     for f1, f2, label in ((330.0, 620.0, "second"), (900.0, 450.0, "first"), (520.0, 260.0, "first")):
         audio = signals.two_tones(f1, f2, tone_s=0.5, gap_s=0.3, amp=0.3)
@@ -462,7 +463,8 @@ def test_committed_demo_checkpoint_answers_a_spoken_sum_from_an_unseen_voice() -
     """The issue's end-to-end check through the engine: a fixed spoken question, held-out voice and
     held-out operand pair, worked out in the think block and answered right in a short reply."""
     from stepaudio_rt.model.prompt import split_reasoning
-    from stepaudio_rt.training.data.tasks import check_answer, extract_number, is_eval_operands
+    from stepaudio_rt.training.data.tasks import is_eval_operands
+    from stepaudio_rt.training.data.verify import check_answer, extract_number
 
     assert is_eval_operands(14, 29)  # the pair was never trained on
     reply = _ask_checkpoint("", _speak_held_out("what is 14 plus 29"), thinking_only=True)["thinking"]
@@ -477,7 +479,7 @@ def test_committed_demo_checkpoint_answers_while_thinking() -> None:
     """think_first and speak_first (rounds in lockstep with the reasoning, the checkpoint's segment
     sizes) give the same held-out sum right, through the serving code's MindPacedGeneration."""
     from stepaudio_rt.model.torch_engine import TorchEngine
-    from stepaudio_rt.training.data.tasks import check_answer
+    from stepaudio_rt.training.data.verify import check_answer
     from stepaudio_rt.training.evaluate import MIND_PACED_MODES, answer_sample
 
     async def run() -> dict[str, str]:

@@ -18,13 +18,9 @@ from stepaudio_rt.training.conversations import UserTurn, follow_up, make_dialog
 from stepaudio_rt.training.data import acoustics as ac
 from stepaudio_rt.training.data import reasoning_tasks as rt
 from stepaudio_rt.training.data import synth
-from stepaudio_rt.training.data.tasks import (
-    EMPTY_THINK,
-    check_answer,
-    extract_number,
-    generate,
-    is_eval_operands,
-)
+from stepaudio_rt.training.data.catalog import generate
+from stepaudio_rt.training.data.tasks import EMPTY_THINK, is_eval_operands
+from stepaudio_rt.training.data.verify import check_answer, extract_number
 from stepaudio_rt.training.demo import train_demo_tokenizer
 from stepaudio_rt.training.self_distill import (
     TOLERANCES,

@@ -14,7 +14,8 @@ import torch
 from stepaudio_rt.model.checkpoint import load_checkpoint
 from stepaudio_rt.model.testing import build_tiny_checkpoint
 from stepaudio_rt.training import ppo
-from stepaudio_rt.training.data.tasks import check_answer, generate
+from stepaudio_rt.training.data.catalog import generate
+from stepaudio_rt.training.data.verify import check_answer
 from stepaudio_rt.training.rewards import parse_completion, score
 from stepaudio_rt.training.rl_config import RlConfig
 from stepaudio_rt.training.rlvr import ValueHead, load_rl_log, policy_forward, run_rl_stage

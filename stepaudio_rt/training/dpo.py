@@ -185,7 +185,7 @@ def build_pairs(questions: Sequence[Any], chains: Sequence[Sequence[str]], seed:
     """One pair per question from its sampled chains (see the module docstring); returns the pairs and
     the counts of own and constructed sides."""
     from stepaudio_rt.model.prompt import split_reasoning
-    from stepaudio_rt.training.data.tasks import check_answer
+    from stepaudio_rt.training.data.verify import check_answer
 
     rng = np.random.default_rng([seed, 0xD91])
     pairs: list[Pair] = []

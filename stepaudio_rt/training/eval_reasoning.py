@@ -35,7 +35,8 @@ from stepaudio_rt.model.prompt import (
     system_block,
 )
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT
-from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS, check_answer
+from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS
+from stepaudio_rt.training.data.verify import check_answer
 from stepaudio_rt.training.think_incomplete import CLOSE_THINK, reasoning_steps
 
 BUDGETS = (0, 4, 16, 64, 256)

@@ -196,7 +196,7 @@ def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
 async def _evaluate(
     engine: Engine, samples: list, concurrency: int, max_tokens: int, progress: bool, modes: Sequence[str] = ALL_MODES
 ) -> list[dict]:
-    from stepaudio_rt.training.data.tasks import check_answer
+    from stepaudio_rt.training.data.verify import check_answer
 
     sem = asyncio.Semaphore(concurrency)
     bar = tqdm(total=len(samples), desc="eval", unit="sample", disable=not progress)

@@ -1,7 +1,7 @@
 """Verifiable rewards of the RL stage (MGRD stage d, the paper's multimodal RL).
 
 A completion is what the model generates after the serving prompt's ``<think>\\n``: reasoning, ``</think>``,
-the reply (the stop token itself carries no text). Answers are checked by ``tasks.check_answer``, the verifier
+the reply (the stop token itself carries no text). Answers are checked by ``verify.check_answer``, the verifier
 ``stepaudio-rt eval`` scores with, so the reward and the held-out accuracy measure the same thing.
 
 - **audio questions**: ``0.8 x correct + 0.2 x reasoning present``, where reasoning present means a
@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from stepaudio_rt.model.tokenizer import THINK_CLOSE, THINK_OPEN
-from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS, check_answer
+from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS
+from stepaudio_rt.training.data.verify import check_answer
 
 AUDIO_CORRECT_WEIGHT = 0.8
 AUDIO_REASONING_WEIGHT = 0.2

@@ -4,7 +4,7 @@ One iteration: the previous model samples K reasoning chains for each audio ques
 split, through the serving engine (``TorchEngine``, the same prompt the server builds); a filter keeps
 the chains that are
 
-- **correct**: the reply passes the task's verifier (``tasks.check_answer``);
+- **correct**: the reply passes the task's verifier (``verify.check_answer``);
 - **acoustically grounded**: the reasoning cites every measured quantity the task depends on (pitch in
   Hz, level in dBFS, SNR in dB, rate in syllables per second, durations in seconds, counts of beeps),
   each within a stated tolerance (``TOLERANCES``) of the value measured on the signal itself; a
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from stepaudio_rt.training.data import tasks as tk
+from stepaudio_rt.training.data import verify
 
 # --------------------------------------------------------------------------------------- grounding
 
@@ -138,14 +138,14 @@ def conclusion_agrees(task: str, think: str, reply: str, label: str) -> bool:
     if not sents:
         return False
     last = re.split(r"\bso\b", sents[-1])[-1]  # "..., so the second tone is higher": the conclusion
-    if task in tk.NUMBER_TASKS:
-        return tk.extract_number(last) is not None and tk.extract_number(last) == tk.extract_number(reply)
+    if task in verify.NUMBER_TASKS:
+        return verify.extract_number(last) is not None and verify.extract_number(last) == verify.extract_number(reply)
     if task == "pause_length":
-        said, told = tk.extract_seconds(last), tk.extract_seconds(reply)
+        said, told = verify.extract_seconds(last), verify.extract_seconds(reply)
         return said is not None and told is not None and abs(said - told) < 0.05
     if task in ("transcription", "self_cognition", "text_chat"):
         return True  # no conclusion to restate: the reasoning describes the clip
-    return tk.check_answer(task, last, label)
+    return verify.check_answer(task, last, label)
 
 
 @dataclass
@@ -170,7 +170,7 @@ def judge_chain(task: str, meta: dict[str, Any], label: str, generated: str, que
 
     closed = "</think>" in generated
     think, reply = split_reasoning(generated, starts_in_think=True)
-    correct = closed and tk.check_answer(task, reply, label)
+    correct = closed and verify.check_answer(task, reply, label)
     refs = grounding_refs(task, meta)
     grounded = bool(think) and is_grounded(think, refs)
     coherent = closed and bool(think) and not has_loop(think) and conclusion_agrees(task, think, reply, label)

@@ -29,8 +29,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from stepaudio_rt.training.data.catalog import TASK_NAMES, generate
 from stepaudio_rt.training.data.signals import SAMPLE_RATE
-from stepaudio_rt.training.data.tasks import SPLITS, TASK_NAMES, TEXT_ONLY_TASKS, Sample, Split, generate
+from stepaudio_rt.training.data.tasks import SPLITS, TEXT_ONLY_TASKS, Sample, Split
 
 FORMAT_VERSION = 3  # 3: low-pitched female voices in voice_pitch and speaker_compare (tasks.LOW_FEMALE_SHARE)
 # Every sample is stored with its full reasoning (the audio CoT grounded in measured values); which

@@ -1,6 +1,6 @@
 """Tasks where reasoning pays: the answer needs several heard facts combined, not one perception.
 
-Each generator returns a ``tasks.Sample`` whose label is verifiable (``tasks.check_answer``) and whose
+Each generator returns a ``tasks.Sample`` whose label is verifiable (``verify.check_answer``) and whose
 reasoning cites values measured on the generated waveform (Hz, dB, seconds, counts; ``acoustics``), so a
 model can only reach the answer by hearing and then combining. The reply restates the question and
 gives the result in one short sentence. Held-out material follows ``tasks``: eval voices, eval operand

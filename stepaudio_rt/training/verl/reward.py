@@ -2,7 +2,7 @@
 ``custom_reward_function.name=compute_score``.
 
 Same reward as the toy-scale stage (``training.rewards``), written self-contained so that verl's workers
-need nothing but the project's verifiers (``tasks.check_answer``, the one ``stepaudio-rt eval`` scores with):
+need nothing but the project's verifiers (``verify.check_answer``, the one ``stepaudio-rt eval`` scores with):
 
 - audio questions (``extra_info["modality"] == "audio"``, or a ``data_source`` ending in ``_audio``):
   ``0.8 x correct + 0.2 x reasoning present`` (a well-formed, non-empty think block);
@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS, check_answer
+from stepaudio_rt.training.data.tasks import TEXT_ONLY_TASKS
+from stepaudio_rt.training.data.verify import check_answer
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 CORRECT_WEIGHT, REASONING_WEIGHT = 0.8, 0.2
