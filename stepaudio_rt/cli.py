@@ -401,11 +401,12 @@ def eval_cmd(
 
     task_list = tasks.split(",") if tasks else None
     if task_list is not None:
-        from stepaudio_rt.training.data.build import TASK_WEIGHTS
+        from stepaudio_rt.training.data.build import check_tasks
 
-        unknown = sorted(set(task_list) - set(TASK_WEIGHTS))
-        if unknown:
-            raise typer.BadParameter(f"unknown {', '.join(unknown)}; known: {', '.join(TASK_WEIGHTS)}", param_hint="--tasks")
+        try:
+            check_tasks(task_list)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--tasks") from None
     reasoning = ReasoningFigures() if quick else ReasoningFigures.full().only(figures.split(","))
     evaluate_checkpoint(model or DEFAULT_OUT_DIR, out, n=n, seed=seed, data_dir=data, reasoning=reasoning,
                         modes=modes.split(","), probes=probes, tasks=task_list)

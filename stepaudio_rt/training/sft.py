@@ -29,7 +29,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -686,44 +686,45 @@ def _frame_head(
 
 
 @torch.no_grad()
+def _adaptor_frames(model: StepAudio2ForCausalLM, store: FeatureStore, ids: Sequence[int]) -> list[torch.Tensor]:
+    """The adaptor's real frames [tokens_i, hidden] of each chunk in ``ids``, in eval mode, 64 chunks a pass."""
+    was_training = model.adapter.training
+    model.adapter.eval()
+    frames: list[torch.Tensor] = []
+    for s in range(0, len(ids), 64):
+        group = ids[s : s + 64]
+        out = model.adapter(store.stacked(group))
+        frames.extend(out[k, : int(store.tokens[i])] for k, i in enumerate(group))
+    model.adapter.train(was_training)
+    return frames
+
+
+def _fit_sample(ids: Collection[int], size: int, seed: int, stream: int) -> list[int]:
+    """Up to ``size`` of ``ids`` for a head's initial fit, drawn from the head's own random stream."""
+    rng = np.random.default_rng([seed, stream])
+    return [int(i) for i in rng.choice(sorted(ids), size=min(size, len(ids)), replace=False)]
+
+
 def _fit_frame_head(
     head: nn.Linear, model: StepAudio2ForCausalLM, examples: Sequence[SftExample], store: FeatureStore, seed: int
 ) -> None:
     """As :func:`_fit_acoustic_head`, on every frame of up to ``FIT_CHUNKS`` // 4 chunks."""
-    ids = sorted({c for e in examples for c in e.chunks})
-    rng = np.random.default_rng([seed, 0xF4A])
-    ids = [int(i) for i in rng.choice(ids, size=min(FIT_CHUNKS // 4, len(ids)), replace=False)]
-    was_training = model.adapter.training
-    model.adapter.eval()
-    frames = []
-    for s in range(0, len(ids), 64):
-        group = ids[s : s + 64]
-        out = model.adapter(store.stacked(group))
-        frames.append(torch.cat([out[k, : int(store.tokens[i])] for k, i in enumerate(group)]))
-    model.adapter.train(was_training)
-    fit_head(head, torch.cat(frames), torch.from_numpy(store.frame_rows(ids)))
+    ids = _fit_sample({c for e in examples for c in e.chunks}, FIT_CHUNKS // 4, seed, 0xF4A)
+    fit_head(head, torch.cat(_adaptor_frames(model, store, ids)), torch.from_numpy(store.frame_rows(ids)))
 
 
-@torch.no_grad()
 def _fit_acoustic_head(
     head: nn.Linear, model: StepAudio2ForCausalLM, examples: Sequence[SftExample], store: FeatureStore, seed: int
 ) -> None:
     """Fit the head to the adaptor as it is now (``acoustic_probe.fit_head``) on up to ``FIT_CHUNKS``
     chunks of the stage's examples, so its first gradients already point somewhere sensible."""
     assert store.acoustic is not None
-    ids = sorted({c for e in examples for c in e.chunks if not np.isnan(store.acoustic[c]).all()})
+    ids = {c for e in examples for c in e.chunks if not np.isnan(store.acoustic[c]).all()}
     if not ids:
         return
-    rng = np.random.default_rng([seed, 0xAC0])
-    ids = [int(i) for i in rng.choice(ids, size=min(FIT_CHUNKS, len(ids)), replace=False)]
-    was_training = model.adapter.training
-    model.adapter.eval()
-    pooled = []
-    for s in range(0, len(ids), 64):
-        group = ids[s : s + 64]
-        pooled.append(pooled_frames(model.adapter(store.stacked(group)), [int(store.tokens[i]) for i in group]))
-    model.adapter.train(was_training)
-    fit_head(head, torch.cat(pooled), torch.from_numpy(store.acoustic[ids]))
+    ids = _fit_sample(ids, FIT_CHUNKS, seed, 0xAC0)
+    pooled = torch.stack([f.mean(0) for f in _adaptor_frames(model, store, ids)])
+    fit_head(head, pooled, torch.from_numpy(store.acoustic[ids]))
 
 
 def _save_state(

@@ -156,6 +156,13 @@ def _build_split(
     return counts
 
 
+def check_tasks(tasks: Sequence[str]) -> None:
+    """ValueError naming every task that is not in the mixture (or if none is given)."""
+    unknown = sorted(set(tasks) - set(TASK_WEIGHTS))
+    if unknown or not tasks:
+        raise ValueError(f"unknown tasks {unknown}; choose from {', '.join(TASK_WEIGHTS)}")
+
+
 def build_dataset(
     n_train: int, n_eval: int, out_dir: Path, seed: int = 0, workers: int = 2, tasks: Sequence[str] | None = None
 ) -> DatasetPaths:
@@ -166,9 +173,7 @@ def build_dataset(
         raise ValueError(f"workers must be >= 1, got {workers}")
     weights = TASK_WEIGHTS
     if tasks is not None:
-        unknown = sorted(set(tasks) - set(TASK_WEIGHTS))
-        if unknown or not tasks:
-            raise ValueError(f"unknown tasks {unknown}; choose from {', '.join(TASK_WEIGHTS)}")
+        check_tasks(tasks)
         weights = {t: TASK_WEIGHTS[t] for t in tasks}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
