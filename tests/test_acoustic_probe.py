@@ -192,8 +192,16 @@ def test_train_sft_trains_saves_and_resumes_the_frame_head(tmp_path: Path) -> No
     plain = StepAudio2ForCausalLM(cfg)
     train_sft(plain, examples, store, tok, run_cfg(2, 0.0), tmp_path / "plain", resume=False, progress=False)
     assert _log(tmp_path / "sft")[0]["aux_loss"] > _log(tmp_path / "plain")[0]["aux_loss"]
-    train_sft(model, examples, store, tok, run_cfg(4, 1.0), tmp_path / "sft", resume=True, progress=False)
-    assert [r["step"] for r in _log(tmp_path / "sft")] == [1, 2, 3, 4]
+    first_s = float(state["elapsed_s"])
+    resumed = train_sft(model, examples, store, tok, run_cfg(4, 1.0), tmp_path / "sft", resume=True, progress=False)
+    log = _log(tmp_path / "sft")
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    # the clock continues across the resume: the log's times never go back and the result counts both runs
+    assert [r["elapsed_s"] for r in log] == sorted(r["elapsed_s"] for r in log) and resumed.seconds >= first_s
+    # a finished stage run again reports its last loss and its time, not NaN and zero
+    again = train_sft(model, examples, store, tok, run_cfg(4, 1.0), tmp_path / "sft", resume=True, progress=False)
+    saved = torch.load(tmp_path / "sft" / "state.pt", weights_only=False)
+    assert again.final_loss == log[-1]["loss"] and again.seconds == saved["elapsed_s"] >= first_s
     # a state saved without the head this recipe trains is refused, not silently given a fresh head
     with pytest.raises(ValueError, match="frame head"):
         train_sft(plain, examples, store, tok, run_cfg(4, 1.0), tmp_path / "plain", resume=True, progress=False)

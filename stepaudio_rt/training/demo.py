@@ -361,7 +361,13 @@ def train_demo(
         "final_loss": records[-1]["loss"] if records else None,
         "self_distillation": distill,
         "think_incomplete": ti_info,
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},  # wall time of this run (resumed: its part)
+        # training steps' time of each SFT stage over all its runs, which a resumed rebuild would otherwise lose
+        "training_s": {
+            "cold_start": round(result.seconds, 1),
+            **{f"distill_{i}": r.get("train_s") for i, r in enumerate(distill, start=1)},
+            **({"think_incomplete": ti_info["train_s"]} if ti_info else {}),
+        },
         "peak_rss_gb_after": {k: round(v, 2) for k, v in peak_gb.items()},
     }
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -515,7 +515,7 @@ def make_optimizer(model: nn.Module, cfg: DemoConfig, head: nn.Module | None = N
 class TrainResult:
     steps: int
     final_loss: float
-    seconds: float
+    seconds: float  # training time of the stage over all its runs (resumes continue the clock)
     log_path: Path
 
 
@@ -554,6 +554,7 @@ def train_sft(
         ),
     )
     start = 0
+    before_s = 0.0  # training seconds of earlier runs of this stage (a resume continues the clock)
     if resume and state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         trainable = {k: v for k, v in state["model"].items()}
@@ -572,6 +573,7 @@ def train_sft(
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         start = int(state["step"])
+        before_s = float(state.get("elapsed_s", 0.0))
         log.info("resuming SFT at step %d from %s", start, state_path)
     else:
         if head is not None:
@@ -580,8 +582,9 @@ def train_sft(
             _fit_frame_head(frame_head, model, examples, store, cfg.seed)
         if log_path.exists():
             log_path.unlink()
-    if start >= cfg.steps:
-        return TrainResult(start, float("nan"), 0.0, log_path)
+    if start >= cfg.steps:  # finished earlier: report that run's last loss and its time
+        records = load_loss_log(log_path)
+        return TrainResult(start, records[-1]["loss"] if records else float("nan"), before_s, log_path)
 
     pad_id = tokenizer.ids.endoftext if tokenizer.ids.endoftext is not None else 0
     patch_id = tokenizer.ids.audio_patch
@@ -651,7 +654,7 @@ def train_sft(
                     "lr": sched.get_last_lr()[0],
                     "grad_norm": round(grad_norm, 4),
                     "tokens_per_s": round(tokens_seen / max(1e-9, time.perf_counter() - t0), 1),
-                    "elapsed_s": round(time.perf_counter() - t0, 1),
+                    "elapsed_s": round(before_s + time.perf_counter() - t0, 1),
                 }
                 window, aux_window, part_windows = [], [], {}
                 logf.write(json.dumps(rec) + "\n")
@@ -659,9 +662,10 @@ def train_sft(
                 if on_log is not None:
                     on_log(rec)
             if done % cfg.save_every == 0 or done == cfg.steps:
-                _save_state(state_path, model, opt, sched, done, head, frame_head)
+                elapsed = before_s + time.perf_counter() - t0
+                _save_state(state_path, model, opt, sched, done, elapsed, head, frame_head)
     bar.close()
-    return TrainResult(cfg.steps, loss_value, time.perf_counter() - t0, log_path)
+    return TrainResult(cfg.steps, loss_value, before_s + time.perf_counter() - t0, log_path)
 
 
 def _acoustic_head(
@@ -733,11 +737,12 @@ def _save_state(
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     step: int,
+    elapsed_s: float,
     head: nn.Module | None = None,
     frame_head: nn.Module | None = None,
 ) -> None:
     """Atomic training state: trainable weights (the frozen encoder is rebuilt from Whisper), the acoustic
-    and frame heads if any, optimiser, schedule, RNG and step."""
+    and frame heads if any, optimiser, schedule, RNG, step and training seconds so far."""
     trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     tmp = path.with_suffix(".tmp")
     state = {
@@ -746,6 +751,7 @@ def _save_state(
         "scheduler": sched.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "step": step,
+        "elapsed_s": round(elapsed_s, 1),
     }
     if head is not None:
         state["acoustic_head"] = head.state_dict()

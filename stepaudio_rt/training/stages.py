@@ -162,9 +162,10 @@ def self_distill_iteration(
     t0 = time.perf_counter()
     idx = distill_questions(samples, cfg, iteration)
     questions = [samples[i] for i in idx]
-    chains_path = run_dir / "chains.jsonl"
-    if chains_path.exists():
+    chains_path, sampling_path = run_dir / "chains.jsonl", run_dir / "sampling.json"
+    if chains_path.exists():  # sampled by an earlier run: its time is kept beside the chains
         chains = sd.load_chains(chains_path)
+        sampling_s = json.loads(sampling_path.read_text())["sampling_s"] if sampling_path.exists() else None
     else:
         chains = sd.sample_chains(
             previous_checkpoint,
@@ -176,7 +177,8 @@ def self_distill_iteration(
             progress=progress,
         )
         sd.save_chains(chains_path, chains)
-    sampling_s = time.perf_counter() - t0
+        sampling_s = round(time.perf_counter() - t0, 1)
+        sampling_path.write_text(json.dumps({"sampling_s": sampling_s}) + "\n")
     kept, report = sd.filter_chains(questions, chains, lambda t: len(tokenizer.encode(t)))
     turns = _turns(questions, [per_clip[i] for i in idx], store)
     examples = [
@@ -188,11 +190,9 @@ def self_distill_iteration(
         examples.append(tokenize_dialog(tokenizer, [], UserTurn(t.user_text), t.think, t.answer, t.task))
     n_replay = min(cfg.sd_replay, len(replay))
     examples += [replay[int(i)] for i in rng.choice(len(replay), size=n_replay, replace=False)]
-    t1 = time.perf_counter()
     result = train_sft(
         model, examples, store, tokenizer, stage_config(cfg, cfg.sd_steps, cfg.sd_lr), run_dir / "sft", progress=progress
     )
-    train_s = time.perf_counter() - t1
     ckpt = run_dir / "ckpt"
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists() and (ckpt / "config.json").exists():  # a finished iteration: weights reloaded
@@ -202,8 +202,8 @@ def self_distill_iteration(
         "n_train_examples": len(examples),
         "n_kept_examples": len(kept),
         "final_loss": result.final_loss,
-        "sampling_s": round(sampling_s, 1),
-        "train_s": round(train_s, 1),
+        "sampling_s": sampling_s,  # None: sampled by a version that did not record it
+        "train_s": round(result.seconds, 1),  # over every run of the stage (it resumes)
         "tolerances": sd.TOLERANCES,
     }
     if eval_fn is not None:
@@ -254,7 +254,6 @@ def think_incomplete_stage(
     rng = np.random.default_rng([cfg.seed, 0x717])
     n_replay = min(len(examples), len(replay))
     mixture = examples + [replay[int(i)] for i in rng.choice(len(replay), size=n_replay, replace=False)]
-    t0 = time.perf_counter()
     result = train_sft(
         model, mixture, store, tokenizer, stage_config(cfg, cfg.ti_steps, cfg.ti_lr), run_dir, progress=progress
     )
@@ -262,7 +261,7 @@ def think_incomplete_stage(
         "n_think_incomplete": len(examples),
         "n_replay": n_replay,
         "final_loss": result.final_loss,
-        "train_s": round(time.perf_counter() - t0, 1),
+        "train_s": round(result.seconds, 1),  # over every run of the stage (it resumes)
     }
     (run_dir / "metrics.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
