@@ -221,6 +221,16 @@ def test_miniature_rl_stage_trains_resumes_and_keeps_the_official_layout(tmp_pat
     metrics = json.loads((work / "metrics.json").read_text())
     assert metrics["selection"]["selected"] == len(qs)
 
+    # another learning rate in the same work directory is another run: trained from the start, not the
+    # finished one returned; the pass table (same starting weights) is reused, not sampled again
+    table_mtime = (work / "pass_table.json").stat().st_mtime_ns
+    other = RlConfig.mini(steps=2, save_every=1, lr=RlConfig.mini().lr / 10)
+    run_rl_stage(ckpt, tmp_path / "out_b", work, other, questions=qs, progress=False)
+    assert [r["step"] for r in load_rl_log(work / "rl_log.jsonl")] == [1, 2]
+    assert json.loads((work / "recipe.json").read_text())["config"]["lr"] == other.lr
+    assert (work / "pass_table.json").stat().st_mtime_ns == table_mtime
+    assert not torch.equal(_weights(tmp_path / "out_b")["lm_head.weight"], after["lm_head.weight"])
+
 
 def test_rl_config_rejects_a_band_outside_k_and_zero_temperature() -> None:
     with pytest.raises(ValueError, match="pass_high"):

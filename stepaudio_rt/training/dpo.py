@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from stepaudio_rt.training import self_cognition as sc
 from stepaudio_rt.training.sft import IGNORE_INDEX, Batch, SftExample, audio_embeddings, collate
+from stepaudio_rt.training.stage_recipe import refresh_work_dir, stage_recipe
 
 CONSTRUCTED_REJECTIONS = (
     "I am a text-based AI, so I cannot hear audio.",
@@ -66,8 +67,10 @@ class DpoConfig:
     temperature: float = 1.0  # sampling is meant to surface the rare denial
     max_tokens: int = 64
     beta: float = 0.1  # TRL's default and the DPO paper's common setting
-    # for the 10M-parameter demo model (trained at 5e-4); full-scale DPO runs commonly use 5e-7..5e-6
-    lr: float = 2e-5
+    # for the 10M-parameter demo model (trained at 5e-4); full-scale DPO runs commonly use 5e-7..5e-6. At
+    # 2e-5 the MGRD run's 100 steps drove the loss to 0 (margin 17.6, the rejected replies are easy to tell
+    # apart) and cost 4 points held out (self-cognition answers 100 -> 89%), from an error rate already 0
+    lr: float = 5e-6
     warmup_steps: int = 5
     steps: int = 100
     batch_size: int = 8  # pairs per step
@@ -263,7 +266,8 @@ def run_dpo_stage(checkpoint_dir: str | Path, out_dir: str | Path, work_dir: str
     from stepaudio_rt.training.sft import encode_chunks
 
     ckpt, out, work = Path(checkpoint_dir), Path(out_dir), Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    # chains, pairs, reference and state all belong to the recipe
+    refresh_work_dir(work, stage_recipe(asdict(cfg), ckpt, ("steps", "save_every", "log_every", "progress", "torch_threads")))
     metrics_path = work / "metrics.json"
     if metrics_path.exists() and (out / "config.json").exists():
         return out

@@ -49,6 +49,7 @@ from stepaudio_rt.training import selection as sel
 from stepaudio_rt.training.rewards import score, think_tokens
 from stepaudio_rt.training.rl_config import RlConfig
 from stepaudio_rt.training.rollout import Completion, listen_chunks, sample_completions
+from stepaudio_rt.training.stage_recipe import refresh_work_dir, stage_recipe
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,9 @@ def run_rl_stage(
 
     cfg = cfg or RlConfig()
     out, work = Path(out_dir), Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    recipe = stage_recipe(cfg.to_dict(), checkpoint_dir, bookkeeping=("steps", "save_every", "concurrency", "torch_threads"))
+    # the questions and the pass table are keyed on their own (the table's meta has the weights' digest)
+    refresh_work_dir(work, recipe, keep=("rl_data", "pass_table.json"))
     metrics_path = work / "metrics.json"
     if metrics_path.exists() and (out / "config.json").exists():
         return out  # a finished stage
@@ -249,8 +252,9 @@ def run_rl_stage(
     chunk_seconds = checkpoint_listen_chunk_seconds(engine.generation_config)
     try:
         # ------------------------------------------------------------------ pass@k selection
-        meta = {"checkpoint": str(Path(checkpoint_dir).resolve()), "k": cfg.pass_k, "n": len(candidates),
-                "seed": cfg.seed, "data_seed": cfg.data_seed, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        meta = {"checkpoint": str(Path(checkpoint_dir).resolve()), "weights_sha256": recipe["weights_sha256"],
+                "k": cfg.pass_k, "n": len(candidates), "seed": cfg.seed, "data_seed": cfg.data_seed,
+                "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
         table = work / "pass_table.json"
         t0, cpu0 = time.perf_counter(), time.process_time()
         counts = sel.load_counts(table, meta)

@@ -257,11 +257,14 @@ def think_incomplete_stage(
     result = train_sft(
         model, mixture, store, tokenizer, stage_config(cfg, cfg.ti_steps, cfg.ti_lr), run_dir, progress=progress
     )
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():  # finished by an earlier run (the weights are now reloaded): keep its report
+        return json.loads(metrics_path.read_text())
     info = {
         "n_think_incomplete": len(examples),
         "n_replay": n_replay,
         "final_loss": result.final_loss,
         "train_s": round(result.seconds, 1),  # over every run of the stage (it resumes)
     }
-    (run_dir / "metrics.json").write_text(json.dumps(info, indent=2) + "\n")
+    metrics_path.write_text(json.dumps(info, indent=2) + "\n")
     return info
