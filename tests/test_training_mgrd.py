@@ -37,6 +37,10 @@ def test_miniature_mgrd_runs_every_stage_in_order_and_tabulates_them(tmp_path: P
     for row in table["stages"]:
         assert 0.0 <= row["overall_accuracy"] <= 1.0 and row["accuracy"]
         assert row["self_cognition_error"] is not None and 0.0 <= row["self_cognition_error"] <= 1.0
+        # over replies sampled per probe: a rate in steps of 1 / (probes x samples)
+        sampled = row["self_cognition_sampled_error"]
+        assert sampled is not None and 0.0 <= sampled <= 1.0
+        assert abs(sampled * table["probes"] * table["probe_samples"] - round(sampled * table["probes"] * table["probe_samples"])) < 1e-9
         assert row["mean_think_tokens"] is not None and row["mean_think_tokens"] >= 0
     assert set(table["timings_s"]) == {"supervised_s", "rl_s", "dpo_s", "stage_table_s"}
     assert (work / "stage_table.png").stat().st_size > 10_000

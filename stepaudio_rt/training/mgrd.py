@@ -9,7 +9,8 @@
 3. **self-cognition DPO** (``training.dpo.run_dpo_stage``) on pairs from the model's own judged samples;
 4. **the stage table**: every stage's checkpoint (cold start, each self-distillation iteration,
    think-incomplete SFT, RL, DPO) evaluated on the same held-out samples: accuracy per task, mean think
-   length and the self-cognition error on held-out audio probes (``stage_table.json`` + ``.png``).
+   length and the self-cognition error on held-out audio probes, greedy and sampled (``stage_table.json`` +
+   ``.png``).
 
 Every stage resumes from its own work directory (``work/supervised``, ``work/rl``, ``work/dpo``), a finished
 stage returns at once, and an evaluated stage is not evaluated again, so an interrupted run picks up where
@@ -38,20 +39,25 @@ class MgrdConfig:
     dpo: DpoConfig = field(default_factory=DpoConfig)
     table_n: int = 200  # held-out samples each stage is evaluated on (thinking mode)
     table_probes: int = 64  # held-out audio self-cognition probes per stage
+    # replies sampled per probe at temperature 1 (0: none). Why: greedy answers hid the error the
+    # contamination gives (0 or 1 of 64 probes at every stage), while sampled ones claimed "I can't hear"
+    # in 2.7% of chains; the paper's error rates are rates over samples
+    table_probe_samples: int = 8
 
     @classmethod
     def mini(cls) -> MgrdConfig:
         """The CI miniature: every stage on a few samples and steps."""
         return cls(DemoConfig.mini(text_model_claim_share=0.05), RlConfig.mini(), DpoConfig.mini(),
-                   table_n=4, table_probes=2)
+                   table_n=4, table_probes=2, table_probe_samples=2)
 
     def to_dict(self) -> dict[str, Any]:
         return {"demo": self.demo.to_dict(), "rl": self.rl.to_dict(), "dpo": self.dpo.to_dict(),
-                "table_n": self.table_n, "table_probes": self.table_probes}
+                "table_n": self.table_n, "table_probes": self.table_probes,
+                "table_probe_samples": self.table_probe_samples}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MgrdConfig:
-        unknown = sorted(set(data) - {"demo", "rl", "dpo", "table_n", "table_probes"})
+        unknown = sorted(set(data) - {"demo", "rl", "dpo", "table_n", "table_probes", "table_probe_samples"})
         if unknown:
             raise ValueError(f"unknown MgrdConfig keys: {', '.join(unknown)}")
         base = cls()
@@ -61,6 +67,7 @@ class MgrdConfig:
             DpoConfig.from_dict({**base.dpo.to_dict(), **data.get("dpo", {})}),
             int(data.get("table_n", base.table_n)),
             int(data.get("table_probes", base.table_probes)),
+            int(data.get("table_probe_samples", base.table_probe_samples)),
         )
 
 
@@ -105,7 +112,8 @@ def train_mgrd(out: str | Path, work_dir: str | Path, cfg: MgrdConfig | None = N
 
     t = time.perf_counter()
     table = stage_table(stage_checkpoints(work, cfg, out), work / "table", work / "supervised" / "data",
-                        n=cfg.table_n, probes=cfg.table_probes, progress=progress)
+                        n=cfg.table_n, probes=cfg.table_probes, probe_samples=cfg.table_probe_samples,
+                        progress=progress)
     timings["stage_table_s"] = time.perf_counter() - t
     table["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     (work / "stage_table.json").write_text(json.dumps(table, indent=2) + "\n")
@@ -118,11 +126,18 @@ def train_mgrd(out: str | Path, work_dir: str | Path, cfg: MgrdConfig | None = N
 
 
 def stage_table(
-    stages: list[tuple[str, Path]], eval_root: Path, data_dir: Path | None, n: int, probes: int, progress: bool = True
+    stages: list[tuple[str, Path]],
+    eval_root: Path,
+    data_dir: Path | None,
+    n: int,
+    probes: int,
+    probe_samples: int = 0,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Each stage's checkpoint on the same held-out samples (thinking mode): accuracy per task, overall,
-    mean think length in tokens and the self-cognition error on held-out audio probes. A stage evaluated
-    before (its ``eval.json`` newer than its weights) is read back, not evaluated again."""
+    mean think length in tokens and the self-cognition error on held-out audio probes, greedy and over
+    ``probe_samples`` replies per probe sampled at temperature 1. A stage evaluated before (its results
+    newer than its weights) is read back, not evaluated again."""
     from stepaudio_rt.training.evaluate import ReasoningFigures, evaluate_checkpoint
 
     rows = []
@@ -142,8 +157,36 @@ def stage_table(
             "overall_accuracy": summary["overall_accuracy"]["thinking"],
             "mean_think_tokens": mean_think_tokens(ckpt, eval_dir / "eval_samples.jsonl"),
             "self_cognition_error": _probe_error(summary),
+            "self_cognition_sampled_error": (
+                sampled_self_cognition(ckpt, eval_dir / "probes_sampled.json", probes, probe_samples, progress)["error_rate"]
+                if probes > 0 and probe_samples > 0 else None
+            ),
         })
-    return {"n": n, "probes": probes, "mode": "thinking", "stages": rows}
+    return {"n": n, "probes": probes, "probe_samples": probe_samples, "mode": "thinking", "stages": rows}
+
+
+def sampled_self_cognition(ckpt: Path, path: Path, n: int, k: int, progress: bool = True) -> dict[str, Any]:
+    """The judge's share of ``k`` replies per held-out probe sampled at temperature 1 (through the serving
+    engine, thinking mode, reasoning included); read back from ``path`` if newer than the weights."""
+    from stepaudio_rt.training import self_cognition as sc
+    from stepaudio_rt.training.self_distill import sample_chains
+
+    weights = ckpt / "model.safetensors"
+    if path.exists() and path.stat().st_mtime > weights.stat().st_mtime:
+        return json.loads(path.read_text())
+    probes = sc.make_probes(n, 0)
+    chains = sample_chains(ckpt, probes, k=k, temperature=1.0, seed=0, max_tokens=64, progress=progress)
+    flagged = [
+        {"question": p.user_text, "reply": c}
+        for p, cs in zip(probes, chains, strict=True)
+        for c in cs
+        if sc.judge(c, p.user_text, include_think=True).flagged
+    ]
+    result = {"probes": n, "samples_per_probe": k, "temperature": 1.0,
+              "error_rate": len(flagged) / max(1, n * k), "flagged": flagged}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def _probe_error(summary: dict[str, Any]) -> float | None:
@@ -168,11 +211,14 @@ def mean_think_tokens(ckpt: Path, samples_path: Path) -> float | None:
 
 
 def format_stage_table(table: dict[str, Any]) -> str:
-    lines = [f"{'stage':<24}{'accuracy':>10}{'think tokens':>14}{'self-cog error':>16}"]
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.2f}%"
+
+    lines = [f"{'stage':<24}{'accuracy':>10}{'think tokens':>14}{'self-cog error':>16}{'sampled':>10}"]
     for r in table["stages"]:
-        err = "n/a" if r["self_cognition_error"] is None else f"{100 * r['self_cognition_error']:.2f}%"
         think = "n/a" if r["mean_think_tokens"] is None else f"{r['mean_think_tokens']:.1f}"
-        lines.append(f"{r['stage']:<24}{100 * r['overall_accuracy']:>9.1f}%{think:>14}{err:>16}")
+        lines.append(f"{r['stage']:<24}{100 * r['overall_accuracy']:>9.1f}%{think:>14}"
+                     f"{pct(r['self_cognition_error']):>16}{pct(r.get('self_cognition_sampled_error')):>10}")
     return "\n".join(lines)
 
 
@@ -194,7 +240,12 @@ def plot_stage_table(table: dict[str, Any], out_path: Path) -> Path:
     axes[0].legend(fontsize=6, ncol=2, loc="lower right")
     axes[1].plot(xs, [r["mean_think_tokens"] or 0 for r in rows], marker="o")
     axes[1].set_ylabel("mean think length (tokens)")
-    axes[2].plot(xs, [100 * (r["self_cognition_error"] or 0) for r in rows], marker="o", color="tab:red")
+    axes[2].plot(xs, [100 * (r["self_cognition_error"] or 0) for r in rows], marker="o", color="tab:red",
+                 label="greedy")
+    if any(r.get("self_cognition_sampled_error") is not None for r in rows):
+        axes[2].plot(xs, [100 * (r.get("self_cognition_sampled_error") or 0) for r in rows], marker="s",
+                     color="tab:purple", label=f"sampled, {table.get('probe_samples')} per probe, T = 1")
+        axes[2].legend(fontsize=7)
     axes[2].set_ylabel("self-cognition error (%)")
     for ax in axes:
         ax.set_xticks(xs)
