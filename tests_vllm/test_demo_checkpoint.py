@@ -37,7 +37,9 @@ async def test_demo_checkpoint_answers_alike_on_both_engines() -> None:
     from stepaudio_rt.model.vllm_engine import VLLMEngine, VLLMOptions
     from tests_vllm.conftest import BLOCK_SIZE, MAX_MODEL_LEN
 
-    wav = speak_held_out_voice("what is twelve plus seven?")
+    # (the MGRD checkpoint hears "twelve plus seven" in this voice as 12 plus 17, one of its ~10% misses on
+    # held-out spoken sums; v4 heard it right, so the question changed with the checkpoint)
+    wav = speak_held_out_voice("what is forty six plus thirty seven?")
     torch_engine = TorchEngine.from_pretrained(DEMO_CHECKPOINT, max_contexts=2, max_context_tokens=MAX_MODEL_LEN, progress=False)
     chunk_s = torch_engine.generation_config["audio_chunk_seconds"]
     expected = await _answer(torch_engine, wav, chunk_s)
@@ -51,5 +53,5 @@ async def test_demo_checkpoint_answers_alike_on_both_engines() -> None:
         await vllm_engine.aclose()
     assert got == expected
     reasoning, reply = split_reasoning(got[1])
-    assert "19" in reasoning  # the demo model hears the sum and works it out in its think block
-    assert reply.endswith("19.")  # then says the result
+    assert "83" in reasoning  # the demo model hears the sum and works it out in its think block
+    assert reply.endswith("83.")  # then says the result
