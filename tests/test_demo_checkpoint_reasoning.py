@@ -70,6 +70,7 @@ def test_committed_demo_checkpoint_answers_every_turn_of_a_spoken_session() -> N
     assert result["sessions"] == 1
     assert result["accuracy_per_turn"] == {"1": 1.0, "2": 1.0, "3": 1.0}, result
     assert result["later_alone"] == 1.0, result  # turns 2-3 asked again, each in a fresh session
+    assert result["turn_1_all_questions"] == 1.0 and result["conversation_cost_points"] == 0.0, result
 
 
 def _thinking_prefix() -> str:

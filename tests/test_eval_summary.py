@@ -50,3 +50,20 @@ def test_eval_can_compute_one_reasoning_figure_alone() -> None:
     assert figures.budget_n == 0 and figures.sessions == 0
     with pytest.raises(ValueError, match="budgets.*choose from budget, sessions, partial"):
         ReasoningFigures.full().only(["budgets"])
+
+
+def test_summary_gives_each_accuracy_its_wilson_interval() -> None:
+    """18 of 24 right is 75%, but the sample only places it between 55% and 88% (Wilson, 95%): the
+    interval is in eval.json and beside each task in the table; it narrows as n grows."""
+    from stepaudio_rt.training.evaluate import wilson_interval
+
+    rows = [_row("beep_bursts", None, (i < 18, i < 12)) for i in range(24)]
+    s = _summarise(rows, ["thinking", "empty_think"])
+    lo, hi = s["accuracy_ci95"]["thinking"]["beep_bursts"]
+    assert lo < 0.75 < hi
+    assert lo == pytest.approx(0.551, abs=0.002) and hi == pytest.approx(0.880, abs=0.002)
+    assert s["accuracy_ci95"]["empty_think"]["beep_bursts"][1] < hi  # 12 of 24 sits lower
+    wide, narrow = wilson_interval(18, 24), wilson_interval(180, 240)
+    assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 2
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert "beep_bursts" in format_summary(s) and "55-88%" in format_summary(s)

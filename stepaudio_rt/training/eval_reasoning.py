@@ -117,9 +117,10 @@ async def session_accuracy(
 ) -> dict[str, Any]:
     """Spoken questions asked ``turns`` at a time in one session (greedy, thinking on); accuracy per turn
     index, turn 1 against turns 2..``turns``, and those later questions asked alone in a fresh session
-    (``later_alone``). Turn 1 and the later turns are different questions, so their gap mixes the
-    conversation's effect with the questions' difficulty; ``turns_2_plus`` against ``later_alone`` is the
-    same questions with and without the conversation before them."""
+    (``later_alone``, i.e. at turn 1). Turn 1 and the later turns are different questions, so ``turn_1``
+    against ``turns_2_plus`` mixes the conversation's effect with the questions' difficulty (and ``turn_1``
+    rests on one question per session); ``turns_2_plus`` against ``later_alone`` is the same questions
+    with and without the conversation before them (``conversation_cost_points``)."""
     chunk_seconds = checkpoint_listen_chunk_seconds(engine.generation_config)
     spoken = [s for s in samples if s.audio is not None and s.task not in TEXT_ONLY_TASKS]
     sessions = [spoken[i : i + turns] for i in range(0, len(spoken) - turns + 1, turns)]
@@ -153,13 +154,21 @@ async def session_accuracy(
     await asyncio.gather(*(one(s) for s in sessions))
     await asyncio.gather(*(asked_alone(s) for session in sessions for s in session[1:]))
     later = [v for k, vs in per_turn.items() if k > 1 for v in vs]
+    turns_2_plus, later_alone = _acc(later), _acc(alone)
     return {
         "sessions": len(sessions),
         "turns": turns,
         "accuracy_per_turn": {str(k): _acc(v) for k, v in sorted(per_turn.items())},
         "turn_1": _acc(per_turn.get(1, [])),
-        "turns_2_plus": _acc(later),
-        "later_alone": _acc(alone),
+        "turns_2_plus": turns_2_plus,
+        "later_alone": later_alone,
+        # Asked alone, a question is turn 1 of a fresh session (the same context token for token), so
+        # every question of the sessions has a turn-1 answer: the first ones in their session, the later
+        # ones alone. Over all of them turn 1 is measured on n x turns questions instead of n.
+        "turn_1_all_questions": _acc([*per_turn.get(1, []), *alone]),
+        # the conversation's own cost: the same questions at turns 2.. against at turn 1, in points
+        "conversation_cost_points": None if turns_2_plus is None or later_alone is None
+        else round(100 * (later_alone - turns_2_plus), 1),
     }
 
 

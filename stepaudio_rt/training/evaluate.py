@@ -72,7 +72,9 @@ class ReasoningFigures:
     @classmethod
     def full(cls) -> ReasoningFigures:
         """The CLI default: every figure, sized to run in a few minutes on a 2-core CPU."""
-        return cls(budget_n=150, sessions=25, partial_n=150)
+        # 50 sessions: 250 questions at turns 2-6, each also asked alone (25 left the conversation's cost,
+        # a difference of two accuracies, with a 95% interval of about +-6 points)
+        return cls(budget_n=150, sessions=50, partial_n=150)
 
     def only(self, names: Sequence[str]) -> ReasoningFigures:
         """These figures with only ``names`` (of ``FIGURES``) kept, e.g. the partial-reasoning figure alone
@@ -164,6 +166,14 @@ async def answer_sample(
         engine.release(ctx)
 
 
+def wilson_interval(correct: int, n: int, level: float = 0.95) -> list[float]:
+    """Wilson score interval of an accuracy of ``correct`` out of ``n`` (``[lo, hi]``, rounded)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(correct), int(n)).proportion_ci(level, method="wilson")
+    return [round(float(ci.low), 4), round(float(ci.high), 4)]
+
+
 def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
     per_task: dict[str, dict[str, list[bool]]] = {m: defaultdict(list) for m in modes}
     per_voice: dict[str, dict[str, list[bool]]] = {m: defaultdict(list) for m in modes}
@@ -176,6 +186,9 @@ def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
             # a reply that denies hearing (the self-cognition failure the paper filters out), by the judge
             claims[m] += self_cognition.flags(r["replies"][m], r.get("user_text"))
     accuracy = {m: {t: sum(v) / len(v) for t, v in sorted(per_task[m].items())} for m in modes}
+    # 20-30 samples a task leave a wide interval: 75% of 24 is 55-88%, so the table shows it beside each
+    # figure instead of letting a 2-point difference read as a result
+    ci95 = {m: {t: wilson_interval(sum(v), len(v)) for t, v in sorted(per_task[m].items())} for m in modes}
     counts = {t: len(v) for t, v in sorted(per_task[modes[0]].items())}
     self_cog = {m: 1.0 - accuracy[m].get("self_cognition", 1.0) for m in modes}
     overall = {m: sum(sum(v) for v in per_task[m].values()) / max(1, len(rows)) for m in modes}
@@ -183,6 +196,7 @@ def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
         "n": len(rows),
         "counts": counts,
         "accuracy": accuracy,
+        "accuracy_ci95": ci95,
         "overall_accuracy": overall,
         "self_cognition_error_rate": self_cog,
         "cannot_hear_claim_rate": {m: claims[m] / max(1, len(rows)) for m in modes},
@@ -311,10 +325,12 @@ def evaluate_checkpoint(
 def format_summary(summary: dict[str, Any]) -> str:
     """A plain-text table: task, count, accuracy per mode; then the self-cognition figures."""
     modes = list(summary["accuracy"])
-    lines = [f"{'task':<20}{'n':>5}" + "".join(f"{m:>14}" for m in modes)]
+    ci = summary.get("accuracy_ci95", {}).get(modes[0], {})
+    lines = [f"{'task':<20}{'n':>5}" + "".join(f"{m:>14}" for m in modes) + f"   {modes[0]} 95% CI"]
     for task, count in summary["counts"].items():
         accs = "".join(f"{100 * summary['accuracy'][m].get(task, 0):>13.1f}%" for m in modes)
-        lines.append(f"{task:<20}{count:>5}{accs}")
+        interval = f"   {100 * ci[task][0]:.0f}-{100 * ci[task][1]:.0f}%" if task in ci else ""
+        lines.append(f"{task:<20}{count:>5}{accs}{interval}")
     lines.append(
         f"{'overall':<20}{summary['n']:>5}"
         + "".join(f"{100 * summary['overall_accuracy'][m]:>13.1f}%" for m in modes)
@@ -348,7 +364,8 @@ def _format_reasoning(r: dict[str, Any]) -> list[str]:
         se = r["sessions"]
         lines.append(
             f"sessions ({se['sessions']} x {se['turns']} turns): turn 1 {_pct(se['turn_1'])}, "
-            f"turns 2+ {_pct(se['turns_2_plus'])} (the same questions asked alone: {_pct(se.get('later_alone'))})"
+            f"turns 2+ {_pct(se['turns_2_plus'])} (the same questions asked alone: {_pct(se.get('later_alone'))}; "
+            f"every question at turn 1: {_pct(se.get('turn_1_all_questions'))})"
         )
     if "partial_reasoning" in r:
         pr = r["partial_reasoning"]["accuracy"]

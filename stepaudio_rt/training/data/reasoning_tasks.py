@@ -78,17 +78,22 @@ def gen_spoken_multistep(rng: np.random.Generator, split: tk.Split, cot: bool) -
     return tk.Sample("spoken_multistep", x, instruction, think, tk.arith_reply(p), str(p["result"]), meta)
 
 
-def _beep_groups(x: np.ndarray) -> list[int]:
-    """Beeps per burst: sound events grouped wherever the silence between two exceeds ``BURST_GAP_S``."""
-    segs = ac.segments(x)
-    groups: list[int] = []
+def burst_segments(x: np.ndarray) -> list[list[tuple[float, float]]]:
+    """Sound events (start_s, end_s) grouped into bursts wherever the silence between two exceeds
+    ``BURST_GAP_S``."""
+    groups: list[list[tuple[float, float]]] = []
     prev_end = None
-    for start, end in segs:
+    for start, end in ac.segments(x):
         if prev_end is None or start - prev_end > BURST_GAP_S:
-            groups.append(0)
-        groups[-1] += 1
+            groups.append([])
+        groups[-1].append((start, end))
         prev_end = end
     return groups
+
+
+def _beep_groups(x: np.ndarray) -> list[int]:
+    """Beeps per burst."""
+    return [len(g) for g in burst_segments(x)]
 
 
 def gen_beep_bursts(rng: np.random.Generator, split: tk.Split, cot: bool) -> tk.Sample:
