@@ -335,6 +335,30 @@ def train_rl_cmd(
     run_rl_stage(model or DEFAULT_OUT_DIR, out, work, cfg)
 
 
+@train_app.command("error-weighted")
+def train_error_weighted_cmd(
+    model: Annotated[Path | None, typer.Option(help="starting checkpoint (default: the bundled demo)")] = None,
+    out: Annotated[Path, typer.Option(help="where the trained checkpoint goes")] = Path("runs/error_weighted/ckpt"),
+    work: Annotated[Path, typer.Option(help="errors, data, features, state, metrics (resumable)")] = Path(
+        "runs/error_weighted"
+    ),
+    config: Annotated[Path | None, typer.Option(help="JSON file with ErrorWeightedConfig fields")] = None,
+    mini: Annotated[bool, typer.Option(help="the CI miniature: a question per task, a few steps")] = False,
+) -> None:
+    """Error-weighted SFT after MGRD: measure the model's errors per task on fresh training-split questions,
+    then SFT on fresh clips drawn in proportion to them (plus the recipe's mixture, sessions and
+    think-incomplete examples)."""
+    from stepaudio_rt.training.config import DemoConfig
+    from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
+    from stepaudio_rt.training.error_weighted_sft import ErrorWeightedConfig, run_error_weighted_stage
+
+    if config:
+        cfg = ErrorWeightedConfig.from_dict(json.loads(config.read_text()))
+    else:
+        cfg = ErrorWeightedConfig.mini() if mini else ErrorWeightedConfig()
+    run_error_weighted_stage(model or DEFAULT_OUT_DIR, out, work, cfg, DemoConfig.mgrd())
+
+
 @train_app.command("ablate-rl")
 def train_ablate_rl_cmd(
     model: Annotated[Path | None, typer.Option(help="starting checkpoint (default: the bundled demo)")] = None,

@@ -44,7 +44,6 @@ from stepaudio_rt.model.prompt import (
     system_block,
 )
 from stepaudio_rt.model.tokenizer import THINK_TOKENS, StepAudioTokenizer
-from stepaudio_rt.training.acoustic_probe import acoustic_targets, frame_targets
 from stepaudio_rt.training.config import DEMO_SYSTEM_PROMPT, LISTEN_CHUNK_SECONDS, DemoConfig
 from stepaudio_rt.training.plots import plot_distill_iterations, plot_loss_curve
 from stepaudio_rt.training.sft import (
@@ -245,11 +244,9 @@ def train_demo(
         done("features")
     if len(per_clip) != len(samples):
         raise ValueError(f"{chunks_path} has {len(per_clip)} clips for {len(samples)} samples; delete it")
-    store.acoustic = acoustic_targets(samples, per_clip, len(store.tokens))  # for cfg.acoustic_weight
-    if cfg.frame_weight > 0:
-        store.frame = frame_targets([s.audio for s in samples], per_clip, store.tokens, LISTEN_CHUNK_SECONDS)
     from stepaudio_rt.training import stages
 
+    stages.attach_aux_targets(store, samples, per_clip, cfg)
     examples: list[SftExample] = stages.cold_start_examples(samples, per_clip, store, tokenizer, cfg)
     n_data = len(samples)
     timings["features_s"] = time.perf_counter() - t

@@ -207,7 +207,7 @@ def _summarise(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
     }
 
 
-async def _evaluate(
+async def score_samples(
     engine: Engine, samples: list, concurrency: int, max_tokens: int, progress: bool, modes: Sequence[str] = ALL_MODES
 ) -> list[dict]:
     from stepaudio_rt.training.data.verify import check_answer
@@ -289,7 +289,7 @@ def evaluate_checkpoint(
 
     async def run() -> tuple[list[dict], dict[str, Any]]:
         try:
-            rows = await _evaluate(engine, samples, concurrency, max_tokens, progress, modes)
+            rows = await score_samples(engine, samples, concurrency, max_tokens, progress, modes)
             extra = await figures.run(engine, samples)
             if probes > 0:
                 extra["self_cognition_probes"] = await self_cognition.probe_engine(

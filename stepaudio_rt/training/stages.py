@@ -28,7 +28,8 @@ import numpy as np
 from stepaudio_rt.model.modeling import StepAudio2ForCausalLM
 from stepaudio_rt.model.tokenizer import StepAudioTokenizer
 from stepaudio_rt.training import self_distill as sd
-from stepaudio_rt.training.config import DemoConfig
+from stepaudio_rt.training.acoustic_probe import acoustic_targets, frame_targets
+from stepaudio_rt.training.config import LISTEN_CHUNK_SECONDS, DemoConfig
 from stepaudio_rt.training.conversations import (
     DialogTurn,
     UserTurn,
@@ -48,7 +49,8 @@ SaveFn = Callable[[StepAudio2ForCausalLM, Path], None]
 EvalFn = Callable[[Path, Path], dict[str, Any]]
 
 
-def _turns(samples: Sequence[Any], per_clip: Sequence[list[int]], store: FeatureStore) -> list[DialogTurn]:
+def dialog_turns(samples: Sequence[Any], per_clip: Sequence[list[int]], store: FeatureStore) -> list[DialogTurn]:
+    """The samples as dialog turns (spoken ones point at their chunks in ``store``)."""
     return [
         sample_turn(s, ids, [int(store.tokens[c]) for c in ids]) for s, ids in zip(samples, per_clip, strict=True)
     ]
@@ -66,11 +68,8 @@ def cold_start_examples(
 ) -> list[SftExample]:
     """Single-turn examples of every sample, the extras, and ``cfg.n_dialogs`` multi-turn sessions."""
     rng = np.random.default_rng([cfg.seed, 0xC01D])
-    turns = _turns(samples, per_clip, store)
-    out: list[SftExample] = []
-    for s, t in zip(samples, turns, strict=True):
-        think = s.think if keep_reasoning(rng, s.task, s.think, cfg.empty_think_share) else ""
-        out.append(tokenize_dialog(tokenizer, [], t.user, think, s.answer, s.task, spoken_text=s.meta.get("text")))
+    turns = dialog_turns(samples, per_clip, store)
+    out = single_turn_examples(samples, per_clip, store, tokenizer, cfg, rng, turns)
     if cfg.transcribe_speech:
         # every speech clip once more as "what did the speaker say?": dense supervision of what was said is
         # what teaches a fresh adaptor to carry speech (the spoken numbers above all) into the decoder
@@ -90,6 +89,32 @@ def cold_start_examples(
     out += dialog_examples(turns, tokenizer, cfg, rng)
     out += contamination_examples(len(out), tokenizer, cfg)
     return out
+
+
+def single_turn_examples(
+    samples: Sequence[Any],
+    per_clip: Sequence[list[int]],
+    store: FeatureStore,
+    tokenizer: StepAudioTokenizer,
+    cfg: DemoConfig,
+    rng: np.random.Generator,
+    turns: Sequence[DialogTurn] | None = None,
+) -> list[SftExample]:
+    """One example per sample: its reasoning, or the empty think block for ``cfg.empty_think_share``."""
+    turns = turns if turns is not None else dialog_turns(samples, per_clip, store)
+    out = []
+    for s, t in zip(samples, turns, strict=True):
+        think = s.think if keep_reasoning(rng, s.task, s.think, cfg.empty_think_share) else ""
+        out.append(tokenize_dialog(tokenizer, [], t.user, think, s.answer, s.task, spoken_text=s.meta.get("text")))
+    return out
+
+
+def attach_aux_targets(store: FeatureStore, samples: Sequence[Any], per_clip: Sequence[list[int]], cfg: DemoConfig) -> None:
+    """The auxiliary heads' targets for ``store``'s chunks: each clip's measured acoustic values (for
+    ``cfg.acoustic_weight``) and, with ``cfg.frame_weight``, every adaptor frame's."""
+    store.acoustic = acoustic_targets(samples, per_clip, len(store.tokens))
+    if cfg.frame_weight > 0:
+        store.frame = frame_targets([s.audio for s in samples], per_clip, store.tokens, LISTEN_CHUNK_SECONDS)
 
 
 def contamination_examples(n_clean: int, tokenizer: StepAudioTokenizer, cfg: DemoConfig) -> list[SftExample]:
@@ -180,7 +205,7 @@ def self_distill_iteration(
         sampling_s = round(time.perf_counter() - t0, 1)
         sampling_path.write_text(json.dumps({"sampling_s": sampling_s}) + "\n")
     kept, report = sd.filter_chains(questions, chains, lambda t: len(tokenizer.encode(t)))
-    turns = _turns(questions, [per_clip[i] for i in idx], store)
+    turns = dialog_turns(questions, [per_clip[i] for i in idx], store)
     examples = [
         tokenize_dialog(tokenizer, [], turns[q].user, v.think, v.reply, "sd_" + questions[q].task) for q, v in kept
     ]
@@ -226,7 +251,7 @@ def think_incomplete_examples(
     """``cfg.ti_examples`` articulation examples from samples that reason: three in four single-turn,
     one in four as the last turn of a session."""
     rng = np.random.default_rng([cfg.seed, 0x71])
-    turns = _turns(samples, per_clip, store)
+    turns = dialog_turns(samples, per_clip, store)
     reasoning = [t for t in turns if t.think]
     out = []
     for _ in range(cfg.ti_examples if reasoning else 0):

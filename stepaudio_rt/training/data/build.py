@@ -164,17 +164,23 @@ def check_tasks(tasks: Sequence[str]) -> None:
 
 
 def build_dataset(
-    n_train: int, n_eval: int, out_dir: Path, seed: int = 0, workers: int = 2, tasks: Sequence[str] | None = None
+    n_train: int,
+    n_eval: int,
+    out_dir: Path,
+    seed: int = 0,
+    workers: int = 2,
+    tasks: Sequence[str] | None = None,
+    weights: dict[str, float] | None = None,
 ) -> DatasetPaths:
     """Synthesize ``n_train`` training and ``n_eval`` held-out samples into ``out_dir``; ``tasks`` keeps
     only those tasks of the mixture (at their relative weights), e.g. to measure a few tasks on more
-    samples than the full mixture gives them."""
+    samples than the full mixture gives them; ``weights`` replaces the mixture's (``TASK_WEIGHTS``)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    weights = TASK_WEIGHTS
+    weights = dict(weights) if weights is not None else TASK_WEIGHTS
     if tasks is not None:
         check_tasks(tasks)
-        weights = {t: TASK_WEIGHTS[t] for t in tasks}
+        weights = {t: weights[t] for t in tasks if t in weights}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
