@@ -46,12 +46,10 @@ import torch
 from stepaudio_rt.model.checkpoint import load_checkpoint, save_checkpoint
 from stepaudio_rt.settings import DEMO_CHECKPOINT
 from stepaudio_rt.training.config import LISTEN_CHUNK_SECONDS, DemoConfig
-from stepaudio_rt.training.conversations import sample_turn, tokenize_dialog
 from stepaudio_rt.training.data.build import build_dataset, load_split
 from stepaudio_rt.training.data.reasoning_tasks import burst_segments
 from stepaudio_rt.training.sft import encode_chunks, train_sft
-from stepaudio_rt.training.stages import stage_config
-from stepaudio_rt.training.targets import keep_reasoning
+from stepaudio_rt.training.stages import single_turn_examples, stage_config
 
 BEEP_TASKS = ("beep_count", "beep_bursts")
 ARMS = ("totals", "onsets")
@@ -91,16 +89,12 @@ def train_arm(arm: str, samples: list, args: argparse.Namespace, out: Path) -> P
     model.requires_grad_(True)
     model.encoder.requires_grad_(False)
     store, per_clip = encode_chunks(model.encoder, [s.audio for s in samples], LISTEN_CHUNK_SECONDS)
-    rng = np.random.default_rng([args.seed, 0xBEE])
-    examples = []
-    for s, ids in zip(samples, per_clip, strict=True):
-        turn = sample_turn(s, ids, [int(store.tokens[c]) for c in ids])
-        think = onset_chain(s) if arm == "onsets" and s.task in BEEP_TASKS else s.think
-        think = think if keep_reasoning(rng, s.task, think) else ""
-        examples.append(tokenize_dialog(tokenizer, [], turn.user, think, s.answer, s.task))
-    # no auxiliary heads: the probe compares the chains alone (the checkpoint carries no head weights)
+    if arm == "onsets":
+        samples = [replace(s, think=onset_chain(s)) if s.task in BEEP_TASKS else s for s in samples]
+    # no auxiliary losses: the probe compares the chains alone (the checkpoint carries no head weights)
     cfg = stage_config(replace(DemoConfig(), acoustic_weight=0.0, frame_weight=0.0, audio_align_weight=0.0,
                                seed=args.seed), args.steps, args.lr)
+    examples = single_turn_examples(samples, per_clip, store, tokenizer, cfg, np.random.default_rng([args.seed, 0xBEE]))
     train_sft(model, examples, store, tokenizer, cfg, out / arm / "sft")
     ckpt = out / arm / "ckpt"
     save_checkpoint(model, tokenizer, ckpt, dtype=torch.float16, generation_config=loaded.generation_config)

@@ -183,9 +183,9 @@ def run_error_weighted_stage(
         chunks_path.write_text(json.dumps(per_clip))
     stages.attach_aux_targets(store, samples, per_clip, demo)
 
-    examples = stages.single_turn_examples(samples, per_clip, store, tokenizer, demo,
-                                           np.random.default_rng([demo.seed, 0xE5F7]))
     turns = stages.dialog_turns(samples, per_clip, store)
+    examples = stages.single_turn_examples(samples, per_clip, store, tokenizer, demo,
+                                           np.random.default_rng([demo.seed, 0xE5F7]), turns)
     examples += stages.dialog_examples(turns, tokenizer, replace(demo, n_dialogs=cfg.n_dialogs),
                                        np.random.default_rng([demo.seed, 0xE5D1]))
     examples += stages.think_incomplete_examples(samples, per_clip, store, tokenizer,
