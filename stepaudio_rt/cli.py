@@ -381,14 +381,15 @@ def train_ablate_rl_cmd(
 
 @train_app.command("mgrd")
 def train_mgrd_cmd(
-    out: Annotated[Path, typer.Option(help="the final (DPO) checkpoint")] = Path("runs/mgrd/ckpt"),
+    out: Annotated[Path, typer.Option(help="the final (error-weighted SFT) checkpoint")] = Path("runs/mgrd/ckpt"),
     work: Annotated[Path, typer.Option(help="every stage's data, state and checkpoint (resumable)")] = Path("runs/mgrd"),
-    config: Annotated[Path | None, typer.Option(help="JSON with 'demo', 'rl', 'dpo' recipe fields")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON with 'demo', 'rl', 'dpo', 'error_weighted' recipe fields")] = None,
     mini: Annotated[bool, typer.Option(help="the CI miniature: every stage on a few samples and steps")] = False,
 ) -> None:
     """The whole MGRD pipeline: supervised stages (contaminated cold start, self-distillation with the
-    judge filters, think-incomplete SFT) -> pass@8 selection + PPO -> self-cognition DPO -> the stage
-    table (accuracy per task, think length, self-cognition error after every stage; JSON + PNG)."""
+    judge filters, think-incomplete SFT) -> pass@8 selection + PPO -> self-cognition DPO -> error-weighted
+    SFT -> the stage table (accuracy per task, think length, self-cognition error after every stage; JSON +
+    PNG)."""
     from stepaudio_rt.training.mgrd import MgrdConfig, train_mgrd
 
     if config:

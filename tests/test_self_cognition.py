@@ -168,3 +168,22 @@ def test_self_distillation_filter_rejects_judged_chains_and_counts_them() -> Non
     s = report.summary()
     assert s["self_cognition_rejected"] == 3 and s["reasons"] == {"kept": 1, "self_cognition": 3}
     assert s["self_cognition_rejected_fraction"] == 0.75
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("The clip is 2.4 seconds long with sound at -20 dBFS, so there is something to hear.\n</think>\n"
+         "Yes, I can hear it.", "hears"),
+        ("The voice has a median pitch of 131 Hz, below 165 Hz, so it is low.\n</think>\nThe voice is low pitched.",
+         "other task"),
+        ("The clip is 2.\n\n\n</think>\nYes, I can hear you.", "broken chain"),  # the chain broke off
+        ("The voice has a median pitch of 238 Hz, above 4 plus 4 is high.\n</think>\nThe voice is high pitched.",
+         "broken chain"),  # arithmetic nobody asked for
+        ("The clip is 1.2 seconds long.\n</think>\nSorry, I can't hear audio.", "cannot hear"),
+        ("The voice has a median pitch of 139 Hz, below 1650 is low.", "other task"),  # cut off, no reply
+    ],
+)
+def test_probe_reply_kind_tells_hearing_from_broken_and_off_task_replies(reply: str, kind: str) -> None:
+    assert sc.probe_reply_kind(reply, "Can you hear this?") == kind
+    assert kind in sc.PROBE_REPLY_KINDS

@@ -24,10 +24,11 @@ def test_miniature_mgrd_runs_every_stage_in_order_and_tabulates_them(tmp_path: P
 
     stages = stage_checkpoints(work, cfg, out)
     names = [name for name, _ in stages]
-    assert names == ["cold start", "self-distillation 1", "self-distillation 2", "think-incomplete SFT", "RL", "DPO"]
-    # RL and DPO each moved the decoder (the supervised stages are covered by their own tests)
+    assert names == ["cold start", "self-distillation 1", "self-distillation 2", "think-incomplete SFT", "RL", "DPO",
+                     "error-weighted SFT"]
+    # RL, DPO and error-weighted SFT each moved the decoder (the supervised stages are covered by their own tests)
     weights = {name: load_file(str(path / "model.safetensors")) for name, path in stages}
-    for before, after in (("think-incomplete SFT", "RL"), ("RL", "DPO")):
+    for before, after in (("think-incomplete SFT", "RL"), ("RL", "DPO"), ("DPO", "error-weighted SFT")):
         moved = [k for k in weights[after] if not weights[after][k].equal(weights[before][k])]
         assert moved, f"{after} left every tensor of {before} unchanged"
         assert all(not k.startswith("encoder.") for k in moved), moved[:5]  # the encoder stays frozen
@@ -42,7 +43,7 @@ def test_miniature_mgrd_runs_every_stage_in_order_and_tabulates_them(tmp_path: P
         assert sampled is not None and 0.0 <= sampled <= 1.0
         assert abs(sampled * table["probes"] * table["probe_samples"] - round(sampled * table["probes"] * table["probe_samples"])) < 1e-9
         assert row["mean_think_tokens"] is not None and row["mean_think_tokens"] >= 0
-    assert set(table["timings_s"]) == {"supervised_s", "rl_s", "dpo_s", "stage_table_s"}
+    assert set(table["timings_s"]) == {"supervised_s", "rl_s", "dpo_s", "error_weighted_s", "stage_table_s"}
     assert (work / "stage_table.png").stat().st_size > 10_000
 
     # a second run resumes: no stage trains again (only the supervised export is rewritten, unchanged)

@@ -7,12 +7,16 @@
 2. **RLVR** (``training.rlvr.run_rl_stage``): pass@8 selection of questions the model gets right 3 to 6
    times in 8, then PPO with the 0.8 x correct + 0.2 x reasoning reward;
 3. **self-cognition DPO** (``training.dpo.run_dpo_stage``) on pairs from the model's own judged samples;
-4. **the stage table**: every stage's checkpoint (cold start, each self-distillation iteration,
-   think-incomplete SFT, RL, DPO) evaluated on the same held-out samples: accuracy per task, mean think
+4. **error-weighted SFT** (``training.error_weighted_sft.run_error_weighted_stage``): fresh training clips
+   drawn where the DPO model still errs (skills self-distillation wore away), with sessions and
+   think-incomplete examples;
+5. **the stage table**: every stage's checkpoint (cold start, each self-distillation iteration,
+   think-incomplete SFT, RL, DPO, error-weighted SFT) evaluated on the same held-out samples: accuracy per task, mean think
    length and the self-cognition error on held-out audio probes, greedy and sampled (``stage_table.json`` +
    ``.png``).
 
-Every stage resumes from its own work directory (``work/supervised``, ``work/rl``, ``work/dpo``), a finished
+Every stage resumes from its own work directory (``work/supervised``, ``work/rl``, ``work/dpo``,
+``work/error_weighted``), a finished
 stage returns at once, and an evaluated stage is not evaluated again, so an interrupted run picks up where
 it stopped. The final stage's model is written to ``out``.
 """
@@ -27,16 +31,18 @@ from typing import Any
 
 from stepaudio_rt.training.config import DemoConfig
 from stepaudio_rt.training.dpo import DpoConfig
+from stepaudio_rt.training.error_weighted_sft import ErrorWeightedConfig
 from stepaudio_rt.training.rl_config import RlConfig
 
 
 @dataclass(frozen=True)
 class MgrdConfig:
-    """The three stages' recipes plus the size of the stage table's evaluation."""
+    """The four stages' recipes plus the size of the stage table's evaluation."""
 
     demo: DemoConfig = field(default_factory=DemoConfig.mgrd)
     rl: RlConfig = field(default_factory=RlConfig)
     dpo: DpoConfig = field(default_factory=DpoConfig)
+    error_weighted: ErrorWeightedConfig = field(default_factory=ErrorWeightedConfig)
     table_n: int = 200  # held-out samples each stage is evaluated on (thinking mode)
     table_probes: int = 64  # held-out audio self-cognition probes per stage
     # replies sampled per probe at temperature 1 (0: none). Why: greedy answers hid the error the
@@ -48,16 +54,17 @@ class MgrdConfig:
     def mini(cls) -> MgrdConfig:
         """The CI miniature: every stage on a few samples and steps."""
         return cls(DemoConfig.mini(text_model_claim_share=0.05), RlConfig.mini(), DpoConfig.mini(),
-                   table_n=4, table_probes=2, table_probe_samples=2)
+                   ErrorWeightedConfig.mini(), table_n=4, table_probes=2, table_probe_samples=2)
 
     def to_dict(self) -> dict[str, Any]:
         return {"demo": self.demo.to_dict(), "rl": self.rl.to_dict(), "dpo": self.dpo.to_dict(),
-                "table_n": self.table_n, "table_probes": self.table_probes,
+                "error_weighted": self.error_weighted.to_dict(), "table_n": self.table_n, "table_probes": self.table_probes,
                 "table_probe_samples": self.table_probe_samples}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MgrdConfig:
-        unknown = sorted(set(data) - {"demo", "rl", "dpo", "table_n", "table_probes", "table_probe_samples"})
+        known = {"demo", "rl", "dpo", "error_weighted", "table_n", "table_probes", "table_probe_samples"}
+        unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown MgrdConfig keys: {', '.join(unknown)}")
         base = cls()
@@ -65,6 +72,7 @@ class MgrdConfig:
             DemoConfig.from_dict({**base.demo.to_dict(), **data.get("demo", {})}),
             RlConfig.from_dict({**base.rl.to_dict(), **data.get("rl", {})}),
             DpoConfig.from_dict({**base.dpo.to_dict(), **data.get("dpo", {})}),
+            ErrorWeightedConfig.from_dict({**base.error_weighted.to_dict(), **data.get("error_weighted", {})}),
             int(data.get("table_n", base.table_n)),
             int(data.get("table_probes", base.table_probes)),
             int(data.get("table_probe_samples", base.table_probe_samples)),
@@ -80,13 +88,14 @@ def stage_checkpoints(work: Path, cfg: MgrdConfig, out: Path) -> list[tuple[str,
         stages.append(("think-incomplete SFT", work / "supervised_ckpt"))
     else:
         stages[-1] = (stages[-1][0], work / "supervised_ckpt")  # the export equals the last stage's weights
-    return [*stages, ("RL", work / "rl" / "ckpt"), ("DPO", out)]
+    return [*stages, ("RL", work / "rl" / "ckpt"), ("DPO", work / "dpo_ckpt"), ("error-weighted SFT", out)]
 
 
 def train_mgrd(out: str | Path, work_dir: str | Path, cfg: MgrdConfig | None = None, progress: bool = True) -> Path:
     """Run every stage (resuming what is done), then the stage table; returns ``out``."""
     from stepaudio_rt.training.demo import train_demo
     from stepaudio_rt.training.dpo import run_dpo_stage
+    from stepaudio_rt.training.error_weighted_sft import run_error_weighted_stage
     from stepaudio_rt.training.rlvr import run_rl_stage
 
     cfg = cfg or MgrdConfig()
@@ -106,9 +115,15 @@ def train_mgrd(out: str | Path, work_dir: str | Path, cfg: MgrdConfig | None = N
     print(f"[train mgrd] RL stage done -> {rl_ckpt}", flush=True)
 
     t = time.perf_counter()
-    final = run_dpo_stage(rl_ckpt, out, work / "dpo", cfg.dpo)
+    dpo_ckpt = run_dpo_stage(rl_ckpt, work / "dpo_ckpt", work / "dpo", cfg.dpo)
     timings["dpo_s"] = time.perf_counter() - t
-    print(f"[train mgrd] DPO stage done -> {final}", flush=True)
+    print(f"[train mgrd] DPO stage done -> {dpo_ckpt}", flush=True)
+
+    t = time.perf_counter()
+    final = run_error_weighted_stage(dpo_ckpt, out, work / "error_weighted", cfg.error_weighted, cfg.demo,
+                                     progress=progress)
+    timings["error_weighted_s"] = time.perf_counter() - t
+    print(f"[train mgrd] error-weighted SFT done -> {final}", flush=True)
 
     t = time.perf_counter()
     table = stage_table(stage_checkpoints(work, cfg, out), work / "table", work / "supervised" / "data",

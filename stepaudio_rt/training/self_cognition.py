@@ -282,6 +282,28 @@ async def probe_engine(
     }
 
 
+_SAYS_IT_HEARS = re.compile(r"\byes\b.*\bhear", re.IGNORECASE | re.DOTALL)
+_ARITHMETIC_WORDS = re.compile(r"\b(?:plus|minus)\b", re.IGNORECASE)
+PROBE_REPLY_KINDS = ("hears", "cannot hear", "broken chain", "other task")
+
+
+def probe_reply_kind(reply: str, question: str) -> str:
+    """What a (thinking-mode) reply to a "can you hear this?" probe does, beyond the paper's error:
+    ``cannot hear`` (:func:`flags`); ``broken chain``: blank lines in the think block (a chain ends with
+    one newline before ``</think>``; more is a chain that broke off) or arithmetic, which no probe asks
+    for; ``hears`` (says yes, it hears); ``other task``: a well-formed answer to another question about
+    the clip (its pitch, its loudness). Why: the error rate alone does not see a model that stops
+    answering the question it was asked."""
+    chain, _, answer = reply.partition("</think>")
+    if flags(reply, question):
+        return "cannot hear"
+    if "\n\n" in chain or _ARITHMETIC_WORDS.search(reply):
+        return "broken chain"
+    if _SAYS_IT_HEARS.search(answer):
+        return "hears"
+    return "other task"
+
+
 def probe_checkpoint(
     checkpoint: Any, n: int = 64, seed: int = 0, max_tokens: int = 64, concurrency: int = 4, progress: bool = True
 ) -> dict[str, Any]:
@@ -309,6 +331,7 @@ __all__ = [
     "CONTAMINATION_REPLIES",
     "CONTAMINATION_TASK",
     "PROBE_QUESTIONS",
+    "PROBE_REPLY_KINDS",
     "RULES",
     "Judgement",
     "contaminated_samples",
@@ -318,5 +341,6 @@ __all__ = [
     "make_probes",
     "probe_checkpoint",
     "probe_engine",
+    "probe_reply_kind",
     "reply_text",
 ]
