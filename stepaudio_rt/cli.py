@@ -345,9 +345,9 @@ def train_error_weighted_cmd(
     config: Annotated[Path | None, typer.Option(help="JSON file with ErrorWeightedConfig fields")] = None,
     mini: Annotated[bool, typer.Option(help="the CI miniature: a question per task, a few steps")] = False,
 ) -> None:
-    """Error-weighted SFT after MGRD: measure the model's errors per task on fresh training-split questions,
-    then SFT on fresh clips drawn in proportion to them (plus the recipe's mixture, sessions and
-    think-incomplete examples)."""
+    """MGRD's last stage (error-weighted SFT) on its own, from any checkpoint (``train mgrd`` runs it after
+    DPO): measure the model's errors per task on fresh training-split questions, then SFT on fresh clips
+    drawn in proportion to them (plus the recipe's mixture, sessions and think-incomplete examples)."""
     from stepaudio_rt.training.config import DemoConfig
     from stepaudio_rt.training.demo import DEFAULT_OUT_DIR
     from stepaudio_rt.training.error_weighted_sft import ErrorWeightedConfig, run_error_weighted_stage

@@ -7,9 +7,9 @@
 2. **RLVR** (``training.rlvr.run_rl_stage``): pass@8 selection of questions the model gets right 3 to 6
    times in 8, then PPO with the 0.8 x correct + 0.2 x reasoning reward;
 3. **self-cognition DPO** (``training.dpo.run_dpo_stage``) on pairs from the model's own judged samples;
-4. **error-weighted SFT** (``training.error_weighted_sft.run_error_weighted_stage``): fresh training clips
-   drawn where the DPO model still errs (skills self-distillation wore away), with sessions and
-   think-incomplete examples;
+4. **error-weighted SFT** (``training.error_weighted_sft.run_error_weighted_stage``; ours, not the paper's):
+   fresh training clips drawn where the DPO model still errs (skills self-distillation wore away), with
+   sessions and think-incomplete examples;
 5. **the stage table**: every stage's checkpoint (cold start, each self-distillation iteration,
    think-incomplete SFT, RL, DPO, error-weighted SFT) evaluated on the same held-out samples: accuracy per task, mean think
    length and the self-cognition error on held-out audio probes, greedy and sampled (``stage_table.json`` +
