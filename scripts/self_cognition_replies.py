@@ -5,10 +5,12 @@
 The eval's self-cognition probes count only claims that the model cannot hear (the paper's error). This
 sorts every reply with ``self_cognition.probe_reply_kind``: **hears**, **cannot hear** (the judge's flag),
 **broken chain** (blank lines in the think block, or arithmetic, which no probe asks for) and **other
-task** (a well-formed answer to another question about the clip: its pitch, its loudness). Measured (256 probes, seed 7; hears / cannot hear / broken / other): the DPO
-model 190 / 0 / 2 / 64, the committed model (DPO + error-weighted SFT at lr 2e-4) 182 / 0 / 19 / 55, the
-same stage at lr 1e-4 187 / 0 / 9 / 60. The held-out eval's own phrasings: no broken chain in any of the
-three (896 replies to the perception tasks).
+task** (a well-formed answer to another question about the clip: its pitch, its loudness).
+
+Measured (256 probes, seed 7; hears / cannot hear / broken / other): the DPO model 190 / 0 / 2 / 64, the
+committed model (DPO + error-weighted SFT at lr 2e-4) 182 / 0 / 19 / 55, the same stage at lr 1e-4
+187 / 0 / 9 / 60. The held-out eval's own phrasings: no broken chain in any of the three (896 replies to
+the perception tasks).
 """
 
 from __future__ import annotations
@@ -17,24 +19,19 @@ import argparse
 import asyncio
 import collections
 
-from stepaudio_rt.model.prompt import GENERATION_PREFIX
 from stepaudio_rt.model.torch_engine import TorchEngine
-from stepaudio_rt.training.evaluate import answer_sample
-from stepaudio_rt.training.self_cognition import PROBE_REPLY_KINDS, make_probes, probe_reply_kind
+from stepaudio_rt.training.self_cognition import (
+    PROBE_REPLY_KINDS,
+    make_probes,
+    probe_replies,
+    probe_reply_kind,
+)
 
 
 async def replies(path: str, probes: list) -> list[str]:
     engine = TorchEngine.from_pretrained(path, max_contexts=20, progress=False)
-    sem = asyncio.Semaphore(4)
-
-    async def one(p) -> str:
-        async with sem:
-            out = await answer_sample(engine, p.user_text, p.audio, modes={"thinking": GENERATION_PREFIX},
-                                      max_tokens=64)
-        return out["thinking"]
-
     try:
-        return list(await asyncio.gather(*(one(p) for p in probes)))
+        return await probe_replies(engine, probes)
     finally:
         await engine.aclose()
 

@@ -11,14 +11,14 @@
    fresh training clips drawn where the DPO model still errs (skills self-distillation wore away), with
    sessions and think-incomplete examples;
 5. **the stage table**: every stage's checkpoint (cold start, each self-distillation iteration,
-   think-incomplete SFT, RL, DPO, error-weighted SFT) evaluated on the same held-out samples: accuracy per task, mean think
-   length and the self-cognition error on held-out audio probes, greedy and sampled (``stage_table.json`` +
-   ``.png``).
+   think-incomplete SFT, RL, DPO, error-weighted SFT) evaluated on the same held-out samples: accuracy per
+   task, mean think length and the self-cognition error on held-out audio probes, greedy and sampled
+   (``stage_table.json`` + ``.png``).
 
 Every stage resumes from its own work directory (``work/supervised``, ``work/rl``, ``work/dpo``,
-``work/error_weighted``), a finished
-stage returns at once, and an evaluated stage is not evaluated again, so an interrupted run picks up where
-it stopped. The final stage's model is written to ``out``.
+``work/error_weighted``), a finished stage returns at once, and an evaluated stage is not evaluated again,
+so an interrupted run picks up where it stopped. The DPO model is kept in ``work/dpo_ckpt``; the final
+stage's model is written to ``out``.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ class MgrdConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"demo": self.demo.to_dict(), "rl": self.rl.to_dict(), "dpo": self.dpo.to_dict(),
-                "error_weighted": self.error_weighted.to_dict(), "table_n": self.table_n, "table_probes": self.table_probes,
-                "table_probe_samples": self.table_probe_samples}
+                "error_weighted": self.error_weighted.to_dict(), "table_n": self.table_n,
+                "table_probes": self.table_probes, "table_probe_samples": self.table_probe_samples}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MgrdConfig:

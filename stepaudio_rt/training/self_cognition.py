@@ -242,12 +242,11 @@ def error_rate(replies: Sequence[str], questions: Sequence[str] | None = None) -
     return sum(flags(r, q) for r, q in zip(replies, qs, strict=True)) / len(replies)
 
 
-async def probe_engine(
+async def probe_replies(
     engine: Any, probes: Sequence[Any], max_tokens: int = 64, concurrency: int = 4, progress: bool = True
-) -> dict[str, Any]:
-    """Self-cognition error rate on ``probes`` (:func:`make_probes`), greedy, through ``engine`` as the
-    server feeds a spoken turn (``evaluate.answer_sample``, thinking mode: the server's default). Returns
-    the count, the rate, the flagged replies and the first replies (to read what the model says)."""
+) -> list[str]:
+    """Greedy replies to ``probes`` through ``engine`` as the server feeds a spoken turn
+    (``evaluate.answer_sample``, thinking mode: the server's default), in the probes' order."""
     import asyncio
 
     from tqdm.auto import tqdm
@@ -266,9 +265,17 @@ async def probe_engine(
         return out["thinking"]
 
     try:
-        replies = list(await asyncio.gather(*(one(p) for p in probes)))
+        return list(await asyncio.gather(*(one(p) for p in probes)))
     finally:
         bar.close()
+
+
+async def probe_engine(
+    engine: Any, probes: Sequence[Any], max_tokens: int = 64, concurrency: int = 4, progress: bool = True
+) -> dict[str, Any]:
+    """Self-cognition error rate on ``probes`` (:func:`make_probes`) from :func:`probe_replies`. Returns the
+    count, the rate, the flagged replies and the first replies (to read what the model says)."""
+    replies = await probe_replies(engine, probes, max_tokens, concurrency, progress)
     judged = [judge(r, p.user_text) for r, p in zip(replies, probes, strict=True)]
     return {
         "n": len(probes),
@@ -341,6 +348,7 @@ __all__ = [
     "make_probes",
     "probe_checkpoint",
     "probe_engine",
+    "probe_replies",
     "probe_reply_kind",
     "reply_text",
 ]
